@@ -1,0 +1,65 @@
+# JupyterHub configuration for NeuroLang Gallery.
+# A thin map from environment variables (see .env.example) to settings; logic lives in
+# the gallery_hub package. To use another authenticator (OAuthenticator, LDAP, ...),
+# mount a file at /srv/jupyterhub/config.d/*.py: those files are loaded last.
+import os
+import sys
+from pathlib import Path
+
+from gallery_common.secret_files import read_or_create_secret
+from gallery_hub.admin_password import load_admin_password
+from gallery_hub.hub_settings import HubSettings
+
+c = get_config()
+settings = HubSettings.from_env(os.environ)
+state = settings.state_dir
+state.mkdir(parents=True, exist_ok=True)
+state.chmod(0o700)
+
+# The hub and its proxy (configurable-http-proxy, started by the hub). Traefik sends
+# every request to port 8000; user containers call the hub API on port 8081.
+c.JupyterHub.bind_url = "http://:8000"
+c.JupyterHub.hub_bind_url = "http://0.0.0.0:8081"
+c.JupyterHub.hub_connect_url = "http://hub:8081"
+c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+c.ConfigurableHTTPProxy.pid_file = str(state / "jupyterhub-proxy.pid")
+c.ConfigurableHTTPProxy.auth_token = read_or_create_secret(state / "proxy-auth-token")[0]
+c.JupyterHub.template_paths = ["/srv/jupyterhub/templates"]
+
+# The first admin. Without GALLERY_ADMIN_PASSWORD a password is generated once and
+# printed once; only its hash is kept on the hub state volume.
+admin_password = load_admin_password(state, settings.admin_password)
+if admin_password.generated_password:
+    print(
+        "\n"
+        f"*** Generated a password for the admin user {settings.admin_user!r}: "
+        f"{admin_password.generated_password}\n"
+        "*** It is shown only this once. To choose your own, set GALLERY_ADMIN_PASSWORD "
+        "in .env and run `docker compose up -d`.\n",
+        file=sys.stderr,
+        flush=True,
+    )
+c.JupyterHub.authenticator_class = "gallery_hub.authenticator.GalleryAuthenticator"
+c.GalleryAuthenticator.admin_user = settings.admin_user
+c.GalleryAuthenticator.admin_password_hash = admin_password.password_hash
+c.Authenticator.admin_users = {settings.admin_user}
+c.Authenticator.allowed_users = {settings.admin_user}
+
+# User containers: on their own network (never the stack's), limited, unprivileged.
+c.JupyterHub.spawner_class = "gallery_hub.spawner.GallerySpawner"
+c.GallerySpawner.network_name = settings.user_network
+c.GallerySpawner.use_internal_ip = True
+c.GallerySpawner.image = settings.singleuser_image
+c.GallerySpawner.mem_limit = settings.default_mem_limit
+c.GallerySpawner.cpu_limit = settings.default_cpu_limit
+c.GallerySpawner.volumes = {
+    settings.data_volume: {
+        "bind": settings.data_mount_path,
+        "mode": "ro" if settings.data_read_only else "rw",
+    }
+}
+
+for extra_config in sorted(Path("/srv/jupyterhub/config.d").glob("*.py")):
+    load_subconfig(str(extra_config))

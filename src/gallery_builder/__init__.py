@@ -1,0 +1,1 @@
+"""The builder side: turns git repositories into images with repo2docker."""

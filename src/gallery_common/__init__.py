@@ -1,0 +1,1 @@
+"""Code shared by the hub and the builder: settings parsing and secret files."""

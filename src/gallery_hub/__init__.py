@@ -1,0 +1,1 @@
+"""The hub side: JupyterHub authenticator, spawner and settings for NeuroLang Gallery."""

@@ -1,0 +1,36 @@
+"""Log in the gallery's admin with a hashed password; other authenticators plug in instead."""
+
+from __future__ import annotations
+
+from jupyterhub.auth import Authenticator
+from traitlets import Unicode
+
+from gallery_hub.admin_password import verify_password
+
+
+class GalleryAuthenticator(Authenticator):
+    """Accepts exactly one account: the configured admin, checked against a PBKDF2 hash.
+
+    Self-hosters who need more accounts set `c.JupyterHub.authenticator_class` to a real
+    identity provider (for example OAuthenticator); see the README.
+    """
+
+    admin_user = Unicode(
+        "admin",
+        config=True,
+        help="Name of the admin account this authenticator logs in.",
+    )
+    admin_password_hash = Unicode(
+        "",
+        config=True,
+        help="PBKDF2 hash of the admin's password (see gallery_hub.admin_password).",
+    )
+
+    async def authenticate(self, handler, data):
+        username = self.normalize_username(data.get("username", ""))
+        password = data.get("password", "")
+        if not (self.admin_password_hash and username == self.admin_user):
+            return None
+        if not verify_password(password, self.admin_password_hash):
+            return None
+        return {"name": username, "admin": True}

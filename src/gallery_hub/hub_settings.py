@@ -1,0 +1,70 @@
+"""Everything the hub reads from its environment, validated once at start."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from gallery_common.settings import SettingError, env_bool, env_bytes, env_float, env_str
+from gallery_hub.admin_password import MIN_PASSWORD_LENGTH
+
+USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+DOCKER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    state_dir: Path
+    admin_user: str
+    admin_password: str
+    user_network: str
+    data_volume: str
+    data_mount_path: str
+    data_read_only: bool
+    default_mem_limit: int
+    default_cpu_limit: float
+    singleuser_image: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> HubSettings:
+        admin_user = env_str(env, "GALLERY_ADMIN_USER", "admin")
+        if not USERNAME_PATTERN.match(admin_user):
+            raise SettingError(
+                "GALLERY_ADMIN_USER",
+                "use lower-case letters, digits, '.', '_' or '-' (at most 63 characters)",
+            )
+        admin_password = env.get("GALLERY_ADMIN_PASSWORD", "")
+        if admin_password and len(admin_password) < MIN_PASSWORD_LENGTH:
+            raise SettingError(
+                "GALLERY_ADMIN_PASSWORD",
+                f"must be at least {MIN_PASSWORD_LENGTH} characters; leave it empty to "
+                "have one generated",
+            )
+        data_mount_path = env_str(env, "GALLERY_DATA_MOUNT_PATH", "/home/jovyan/gallery/data")
+        if not data_mount_path.startswith("/"):
+            raise SettingError("GALLERY_DATA_MOUNT_PATH", "must be an absolute path")
+        return cls(
+            state_dir=Path(env_str(env, "GALLERY_HUB_STATE_DIR", "/srv/jupyterhub/state")),
+            admin_user=admin_user,
+            admin_password=admin_password,
+            user_network=_docker_name(env, "GALLERY_USER_NETWORK", "neurolang-gallery-users"),
+            data_volume=_docker_name(env, "GALLERY_DATA_VOLUME", "neurolang-gallery-data"),
+            data_mount_path=data_mount_path,
+            data_read_only=env_bool(env, "GALLERY_DATA_READ_ONLY", True),
+            default_mem_limit=env_bytes(env, "GALLERY_DEFAULT_MEM_LIMIT", "2G"),
+            default_cpu_limit=env_float(
+                env, "GALLERY_DEFAULT_CPU_LIMIT", 1.0, minimum=0.01, maximum=1024
+            ),
+            singleuser_image=env_str(
+                env, "GALLERY_SINGLEUSER_IMAGE", "neurolang-gallery/singleuser:latest"
+            ),
+        )
+
+
+def _docker_name(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env_str(env, name, default)
+    if not DOCKER_NAME_PATTERN.match(value):
+        raise SettingError(name, f"not a valid Docker object name: {value!r}")
+    return value

@@ -1,0 +1,412 @@
+"""DockerAPIEngine against a fake docker-py APIClient: no Docker daemon needed."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from docker.errors import APIError, DockerException, ImageNotFound
+from traitlets.config import Config
+
+# The builder's requirements have repo2docker; an environment without it cannot load the engine.
+pytest.importorskip("repo2docker", reason="jupyter-repo2docker is not installed")
+
+from repo2docker.app import Repo2Docker
+from repo2docker.docker import DockerEngine
+from repo2docker.engine import BuildError, ContainerEngineException, Image
+
+from gallery_builder import docker_api_engine
+from gallery_builder.docker_api_engine import (
+    ENTRY_POINT_NAME,
+    DockerAPIEngine,
+    describe_docker_error,
+    image_from_inspect,
+)
+
+PROGRESS = [
+    {"stream": "Step 1/2 : FROM neurolang-gallery/python-standin:bookworm\n"},
+    {"stream": " ---> 2be1f3282c7e\n"},
+    {"stream": "Step 2/2 : RUN echo hi\n"},
+    {"aux": {"ID": "sha256:feedface"}},
+    {"stream": "Successfully built feedface\n"},
+]
+
+
+def api_error(status: int, explanation: str | None, url: str = "") -> APIError:
+    response = requests.Response()
+    response.status_code = status
+    response.reason = "Server Error"
+    response.url = url
+    return APIError(f"{status} Server Error for {url}", response, explanation=explanation)
+
+
+class FakeAPIClient:
+    """Records what the engine asks docker-py for and replays scripted answers."""
+
+    def __init__(
+        self,
+        chunks: Iterable[Any] = (),
+        *,
+        build_raises: BaseException | None = None,
+        stream_raises: BaseException | None = None,
+        images: dict[str, dict[str, Any]] | None = None,
+        inspect_raises: BaseException | None = None,
+    ) -> None:
+        self.chunks = list(chunks)
+        self.build_raises = build_raises
+        self.stream_raises = stream_raises
+        self.images = images or {}
+        self.inspect_raises = inspect_raises
+        self.build_calls: list[dict[str, Any]] = []
+        self.closed = False
+
+    def build(self, **kwargs: Any) -> Iterator[Any]:
+        self.build_calls.append(kwargs)
+        if self.build_raises is not None:
+            raise self.build_raises
+        return self._stream()
+
+    def _stream(self) -> Iterator[Any]:
+        yield from self.chunks
+        if self.stream_raises is not None:
+            raise self.stream_raises
+
+    def inspect_image(self, image: str) -> dict[str, Any]:
+        if self.inspect_raises is not None:
+            raise self.inspect_raises
+        if image not in self.images:
+            raise ImageNotFound(f"No such image: {image}")
+        return self.images[image]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def engine_with(client: FakeAPIClient, **traits: Any) -> DockerAPIEngine:
+    engine = DockerAPIEngine(api_client=client)
+    for name, value in traits.items():
+        setattr(engine, name, value)
+    return engine
+
+
+def run_like_repo2docker(chunks: Iterable[dict[str, Any]]) -> list[str]:
+    """What Repo2Docker.build does with non-string output: log streams, raise on errors."""
+    logged = []
+    for chunk in chunks:
+        if "stream" in chunk:
+            logged.append(chunk["stream"])
+        elif "error" in chunk:
+            raise BuildError(chunk["error"])
+    return logged
+
+
+def test_is_a_repo2docker_docker_engine_with_dict_output() -> None:
+    assert issubclass(DockerAPIEngine, DockerEngine)
+    assert DockerAPIEngine.string_output is False
+    assert ENTRY_POINT_NAME == "gallery-docker-api"
+
+
+def test_build_streams_progress_and_passes_arguments_through() -> None:
+    client = FakeAPIClient(PROGRESS)
+    engine = engine_with(client, extra_labels={"org.neurolang-gallery.environment": "true"})
+
+    chunks = list(
+        engine.build(
+            buildargs={"NB_USER": "jovyan", "NB_UID": "1000"},
+            cache_from=["cache:latest"],
+            container_limits={"memory": 2**30, "memswap": 2**30},
+            tag="gallery-env:abc",
+            dockerfile="binder/Dockerfile",
+            path="/srv/checkout",
+            labels={"repo2docker.ref": "main"},
+            platform="linux/amd64",
+        )
+    )
+
+    assert chunks == PROGRESS
+    [call] = client.build_calls
+    assert call == {
+        "path": "/srv/checkout",
+        "tag": "gallery-env:abc",
+        "dockerfile": "binder/Dockerfile",
+        "buildargs": {"NB_USER": "jovyan", "NB_UID": "1000"},
+        "cache_from": ["cache:latest"],
+        "container_limits": {"memory": 2**30, "memswap": 2**30},
+        "labels": {"repo2docker.ref": "main", "org.neurolang-gallery.environment": "true"},
+        "platform": "linux/amd64",
+        "rm": True,
+        "forcerm": True,
+        "decode": True,
+    }
+
+
+def test_build_from_a_context_tarball() -> None:
+    client = FakeAPIClient(PROGRESS)
+    context = io.BytesIO(b"tar bytes")
+
+    list(engine_with(client).build(fileobj=context, custom_context=True, tag="t:1"))
+
+    [call] = client.build_calls
+    assert call["fileobj"] is context
+    assert call["custom_context"] is True
+    assert "path" not in call
+    # Empty strings would be sent as empty parameters; docker-py wants None for "unset".
+    assert (call["dockerfile"], call["platform"]) == (None, None)
+
+
+def test_engine_labels_win_and_values_become_strings() -> None:
+    client = FakeAPIClient(PROGRESS)
+    engine = engine_with(
+        client, extra_labels={"org.neurolang-gallery.environment": "true", "shared": "engine"}
+    )
+
+    list(engine.build(path="/ctx", tag="t:1", labels={"shared": "repo", "number": 3}))
+
+    assert client.build_calls[0]["labels"] == {
+        "shared": "engine",
+        "number": "3",
+        "org.neurolang-gallery.environment": "true",
+    }
+
+
+def test_credentials_in_url_label_values_are_stripped() -> None:
+    client = FakeAPIClient(PROGRESS)
+    labels = {
+        "repo2docker.repo": "https://user:secret@git.example.org/org/repo.git",
+        "homepage": "https://example.org/docs?page=1",
+    }
+
+    list(engine_with(client).build(path="/ctx", tag="t:1", labels=labels))
+
+    assert client.build_calls[0]["labels"] == {
+        "repo2docker.repo": "https://git.example.org/org/repo.git",
+        "homepage": "https://example.org/docs?page=1",
+    }
+
+
+def test_extra_labels_are_configurable_through_the_repo2docker_config() -> None:
+    config = Config({"DockerAPIEngine": {"extra_labels": {"org.neurolang-gallery.ref": "main"}}})
+    r2d = Repo2Docker(config=config)
+
+    engine = DockerAPIEngine(parent=r2d, api_client=FakeAPIClient())
+
+    assert engine.extra_labels == {"org.neurolang-gallery.ref": "main"}
+
+
+def test_known_extra_build_kwargs_pass_through_and_others_are_ignored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = FakeAPIClient(PROGRESS)
+
+    with caplog.at_level(logging.WARNING):
+        list(
+            engine_with(client).build(
+                path="/ctx", tag="t:1", load=True, nocache=True, target="final", cpu_quota=5
+            )
+        )
+
+    call = client.build_calls[0]
+    assert (call["nocache"], call["target"]) == (True, "final")
+    assert "cpu_quota" not in call and "load" not in call
+    assert "cpu_quota" in caplog.text
+
+
+def test_stream_error_is_yielded_for_repo2docker_and_stops_the_build() -> None:
+    error = {"errorDetail": {"code": 1, "message": "RUN failed"}, "error": "RUN failed"}
+    client = FakeAPIClient([*PROGRESS[:3], error, {"stream": "never reached\n"}])
+    engine = engine_with(client)
+
+    with pytest.raises(BuildError, match="RUN failed"):
+        run_like_repo2docker(engine.build(path="/ctx", tag="t:1"))
+
+    chunks: list[dict[str, Any]] = []
+    with pytest.raises(BuildError, match="RUN failed"):
+        # A consumer that keeps iterating past the error chunk gets BuildError from the engine.
+        chunks.extend(engine.build(path="/ctx", tag="t:1"))
+    assert chunks[-1] == error
+
+
+def test_error_detail_without_error_is_normalised() -> None:
+    client = FakeAPIClient([{"errorDetail": {"message": "disk full"}}])
+
+    gen = engine_with(client).build(path="/ctx", tag="t:1")
+
+    assert next(gen)["error"] == "disk full"
+    with pytest.raises(BuildError, match="disk full"):
+        next(gen)
+
+
+def test_api_error_when_starting_the_build_becomes_an_error_chunk() -> None:
+    url = "http+docker://localhost/v1.41/build?buildargs=%7B%22TOKEN%22%3A+%22hunter2%22%7D"
+    client = FakeAPIClient(build_raises=api_error(500, "no space left on device", url))
+
+    gen = engine_with(client).build(path="/ctx", tag="t:1", buildargs={"TOKEN": "hunter2"})
+    chunk = next(gen)
+
+    assert chunk["error"] == "Docker API error 500: no space left on device"
+    assert chunk["errorDetail"] == {"message": chunk["error"]}
+    assert "hunter2" not in chunk["error"]
+    with pytest.raises(BuildError, match="no space left"):
+        next(gen)
+
+
+def test_connection_lost_mid_stream_surfaces_as_build_error() -> None:
+    client = FakeAPIClient(
+        PROGRESS[:2], stream_raises=requests.ConnectionError(ConnectionResetError(104, "reset"))
+    )
+
+    with pytest.raises(BuildError, match=r"cannot talk to the Docker engine \(ConnectionError"):
+        run_like_repo2docker(engine_with(client).build(path="/ctx", tag="t:1"))
+
+
+def test_unreachable_daemon_surfaces_as_build_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(**kwargs: Any) -> None:
+        raise DockerException("Error while fetching server API version: Connection refused")
+
+    monkeypatch.setattr(docker_api_engine.docker, "APIClient", refuse)
+
+    with pytest.raises(BuildError, match="Connection refused"):
+        run_like_repo2docker(DockerAPIEngine().build(path="/ctx", tag="t:1"))
+
+
+def test_non_dict_chunks_are_wrapped() -> None:
+    client = FakeAPIClient(["plain text"])
+
+    assert list(engine_with(client).build(path="/ctx", tag="t:1")) == [{"stream": "plain text"}]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"path": "/ctx", "push": True}, "push"),
+        ({"path": "/ctx", "container_limits": {"cpu_quota": 5}}, "container_limits"),
+        ({}, "fileobj"),
+    ],
+)
+def test_unsupported_requests_are_refused(kwargs: dict[str, Any], message: str) -> None:
+    client = FakeAPIClient(PROGRESS)
+
+    with pytest.raises(ValueError, match=message):
+        list(engine_with(client).build(tag="t:1", **kwargs))
+    assert client.build_calls == []
+
+
+def test_engine_is_created_without_contacting_docker(monkeypatch: pytest.MonkeyPatch) -> None:
+    created: list[dict[str, Any]] = []
+    fake = FakeAPIClient(images={})
+
+    def factory(**kwargs: Any) -> FakeAPIClient:
+        created.append(kwargs)
+        return fake
+
+    monkeypatch.setattr(docker_api_engine.docker, "APIClient", factory)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/gallery-test/docker.sock")
+
+    engine = DockerAPIEngine()
+    engine.extra_init_args = {"timeout": 120}
+    assert created == []
+
+    assert engine.inspect_image("missing:1") is None
+    assert engine.inspect_image("missing:2") is None
+    assert created == [
+        {"version": "auto", "base_url": "unix:///run/gallery-test/docker.sock", "timeout": 120}
+    ]
+    engine.close()
+    assert fake.closed
+
+
+def test_inspect_image_maps_tags_and_config_not_container_config() -> None:
+    attrs = {
+        "Id": "sha256:feedface",
+        "RepoTags": ["gallery-env:abc"],
+        "Config": {
+            "WorkingDir": "/home/jovyan",
+            "Labels": {"org.neurolang-gallery.environment": "true"},
+        },
+        "ContainerConfig": {"WorkingDir": "/wrong", "Labels": {"from": "last build step"}},
+    }
+    engine = engine_with(FakeAPIClient(images={"gallery-env:abc": attrs}))
+
+    image = engine.inspect_image("gallery-env:abc")
+
+    assert isinstance(image, Image)
+    assert image.tags == ["gallery-env:abc"]
+    assert image.config == attrs["Config"]
+
+
+def test_inspect_image_fills_gaps_repo2docker_relies_on() -> None:
+    image = image_from_inspect({"RepoTags": None, "Config": {"Labels": None}})
+
+    assert image.tags == []
+    assert image.config == {"Labels": None, "WorkingDir": ""}
+    assert image_from_inspect({}).config == {"WorkingDir": ""}
+
+
+def test_inspect_image_of_a_missing_image_is_none() -> None:
+    assert engine_with(FakeAPIClient()).inspect_image("nope:1") is None
+
+
+def test_inspect_image_failure_raises_engine_exception() -> None:
+    client = FakeAPIClient(inspect_raises=api_error(500, "daemon is shutting down"))
+
+    with pytest.raises(ContainerEngineException, match="daemon is shutting down"):
+        engine_with(client).inspect_image("gallery-env:abc")
+
+
+def test_describe_docker_error_keeps_urls_out() -> None:
+    refused = requests.ConnectionError(
+        "Max retries exceeded with url: /v1.41/build?labels=secret",
+    )
+    refused.__context__ = ConnectionRefusedError(111, "Connection refused")
+
+    described = describe_docker_error(refused)
+
+    assert described == "cannot talk to the Docker engine (ConnectionError: Connection refused)"
+    assert describe_docker_error(api_error(404, None)) == "Docker API error 404: Server Error"
+
+
+def test_repo2docker_builds_a_dockerfile_repository_with_the_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Repo2Docker.build picks the engine by entry-point name and consumes its output."""
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    client = FakeAPIClient(PROGRESS)
+    monkeypatch.setattr(docker_api_engine.docker, "APIClient", lambda **kwargs: client)
+
+    class EntryPoint:
+        def load(self) -> type[DockerAPIEngine]:
+            return DockerAPIEngine
+
+    monkeypatch.setattr(
+        "repo2docker.app.entrypoints.get_group_named",
+        lambda group: {ENTRY_POINT_NAME: EntryPoint()} if group == "repo2docker.engines" else {},
+    )
+    config = Config({"DockerAPIEngine": {"extra_labels": {"org.neurolang-gallery.ref": "main"}}})
+    r2d = Repo2Docker(
+        config=config,
+        engine=ENTRY_POINT_NAME,
+        repo=str(tmp_path),
+        output_image_spec="gallery-plugin-unit:test",
+        user_id=1000,
+        user_name="jovyan",
+        run=False,
+        platform="linux/amd64",
+    )
+
+    r2d.build()
+
+    [call] = client.build_calls
+    assert call["path"] == str(tmp_path)
+    assert call["tag"] == "gallery-plugin-unit:test"
+    assert call["buildargs"] == {"NB_USER": "jovyan", "NB_UID": "1000"}
+    assert call["labels"]["org.neurolang-gallery.ref"] == "main"
+    assert call["labels"]["repo2docker.repo"] == "local"
+
+    client.chunks = [{"error": "RUN failed", "errorDetail": {"message": "RUN failed"}}]
+    with pytest.raises(BuildError, match="RUN failed"):
+        r2d.build()
