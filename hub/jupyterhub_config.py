@@ -27,6 +27,8 @@ c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
 c.ConfigurableHTTPProxy.pid_file = str(state / "jupyterhub-proxy.pid")
 c.ConfigurableHTTPProxy.auth_token = read_or_create_secret(state / "proxy-auth-token")[0]
 c.JupyterHub.template_paths = ["/srv/jupyterhub/templates"]
+# After login, land on the home page rather than starting a server right away.
+c.JupyterHub.default_url = "/hub/home"
 
 # The first admin. Without GALLERY_ADMIN_PASSWORD a password is generated once and
 # printed once; only its hash is kept on the hub state volume.
@@ -60,6 +62,36 @@ c.GallerySpawner.volumes = {
         "mode": "ro" if settings.data_read_only else "rw",
     }
 }
+
+# The environments service (the builder): an external JupyterHub service under
+# /services/environments/, logged in through the hub's OAuth. It lets in tokens with
+# the custom scope below (anyone in the group environment-managers) or with admin-ui
+# (JupyterHub admins: the admin role cannot be given extra scopes). Neither scope lets
+# the service do anything on the hub; its own token has no scopes at all.
+MANAGE_SCOPE = "custom:environments:manage"
+service_token, _ = read_or_create_secret(Path("/srv/service-tokens/environments-service-token"))
+c.JupyterHub.custom_scopes = {
+    MANAGE_SCOPE: {"description": "Add, rebuild, cancel and delete environments."},
+}
+c.JupyterHub.services = [
+    {
+        "name": "environments",
+        "display": False,  # the hub's navigation bar links to it (hub/templates/page.html)
+        "url": "http://builder:8090",
+        "api_token": service_token,
+        "oauth_no_confirm": True,
+        "oauth_client_allowed_scopes": [MANAGE_SCOPE, "admin-ui"],
+    }
+]
+c.JupyterHub.load_groups = {"environment-managers": {"users": []}}
+c.JupyterHub.load_roles = [
+    {
+        "name": "environment-manager",
+        "description": "Manage environments on the environments page and API.",
+        "scopes": [MANAGE_SCOPE, "access:services!service=environments"],
+        "groups": ["environment-managers"],
+    },
+]
 
 for extra_config in sorted(Path("/srv/jupyterhub/config.d").glob("*.py")):
     load_subconfig(str(extra_config))

@@ -1,18 +1,31 @@
-"""The builder's web server. For now: the health endpoint the stack's healthcheck calls."""
+"""The builder's web server: the environments service and its health endpoint."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import time
 from pathlib import Path
 
 import docker
+from jupyterhub.services.auth import HubOAuth
 from tornado import web
 
+from gallery_builder.build_queue import BuildQueue
+from gallery_builder.build_runner import BuildRunner
+from gallery_builder.build_store import BuildStore
+from gallery_builder.builder_settings import BuilderSettings
+from gallery_builder.docker_images import DockerImages
+from gallery_builder.handlers import ACCESS_SCOPES, BuilderContext, routes
 from gallery_builder.health import check_docker, check_state_dir, report
+from gallery_builder.log_events import LogEvents
+from gallery_builder.page import make_template_env
+from gallery_common.secret_files import read_or_create_secret
 
 log = logging.getLogger("gallery_builder")
+
+INTERRUPTED_REASON = "the builder restarted while this build was queued or running"
 
 
 class HealthHandler(web.RequestHandler):
@@ -37,21 +50,81 @@ def _docker_ping() -> object:
         client.close()
 
 
-def make_app(state_dir: Path) -> web.Application:
-    return web.Application([(r"/health", HealthHandler, {"state_dir": state_dir})])
+def read_service_token(path: Path, wait_s: float = 120) -> str:
+    """The API token the hub generated for this service (the hub starts first)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            token = path.read_text().strip()
+        except FileNotFoundError:
+            token = ""
+        if token:
+            return token
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no service token at {path}: is the hub running?")
+        time.sleep(1)
 
 
-async def serve(port: int, state_dir: Path) -> None:
-    make_app(state_dir).listen(port)
-    log.info("builder listening on port %d, state in %s", port, state_dir)
-    await asyncio.Event().wait()
+def make_hub_auth(settings: BuilderSettings, api_token: str) -> HubOAuth:
+    """JupyterHub's own OAuth client for services; the singleton its handlers look up."""
+    return HubOAuth.instance(
+        api_token=api_token,
+        api_url=settings.hub_api_url,
+        hub_prefix="/hub/",
+        base_url=settings.service_prefix,
+        oauth_client_id="service-environments",
+        oauth_redirect_uri=settings.service_prefix + "oauth_callback",
+        access_scopes=set(ACCESS_SCOPES),
+    )
+
+
+def make_app(settings: BuilderSettings, ctx: BuilderContext, cookie_secret: str) -> web.Application:
+    return web.Application(
+        [(r"/health", HealthHandler, {"state_dir": settings.state_dir}), *routes(ctx)],
+        cookie_secret=cookie_secret,
+        template_env=make_template_env(),
+        # XSRF is checked after authentication (APIHandler.prepare), as JupyterHub does.
+        xsrf_cookies=False,
+    )
+
+
+async def serve(settings: BuilderSettings) -> None:
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    settings.state_dir.chmod(0o700)
+    store = BuildStore(settings.state_dir / "builds.sqlite")
+    interrupted = store.fail_interrupted(INTERRUPTED_REASON)
+    if interrupted:
+        log.warning("marked %d interrupted build(s) as failed", len(interrupted))
+    events = LogEvents()
+    images = DockerImages()
+    # No build runs yet: temporary tags of builds cut off by a restart can go.
+    leftovers = await asyncio.to_thread(images.remove_build_leftovers)
+    if leftovers:
+        log.warning("removed leftovers of interrupted builds: %s", ", ".join(leftovers))
+    runner = BuildRunner(images=images, engine=settings.engine)
+    queue = BuildQueue(
+        store,
+        runner,
+        concurrency=settings.concurrency,
+        timeout_s=settings.timeout_s,
+        on_event=events.notify,
+    )
+    hub_auth = make_hub_auth(settings, read_service_token(settings.service_token_file))
+    ctx = BuilderContext(settings, store, queue, images, events, hub_auth)
+    cookie_secret, _ = read_or_create_secret(settings.state_dir / "cookie-secret")
+    queue.start()
+    make_app(settings, ctx, cookie_secret).listen(settings.port)
+    log.info("builder listening on port %d, state in %s", settings.port, settings.state_dir)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await queue.stop()
+        store.close()
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    state_dir = Path(os.environ.get("GALLERY_BUILDER_STATE_DIR", "/srv/builder/state"))
-    port = int(os.environ.get("GALLERY_BUILDER_PORT", "8090"))
-    asyncio.run(serve(port, state_dir))
+    asyncio.run(serve(BuilderSettings.from_env(os.environ)))
 
 
 if __name__ == "__main__":

@@ -528,11 +528,11 @@ def _parse_credentials(value: object, repository: str) -> Credentials | None:
     credentials = validate_credentials(value.get("username"), value.get("password"))
     if credentials is None:
         return None
-    scheme = _url_scheme(repository)
-    if scheme == "http":
-        raise ValidationError("credentials", "would be sent unencrypted; use an https:// URL")
-    if scheme != "https":
-        raise ValidationError("credentials", "a username and password only work with https://")
+    # Plain http is allowed for self-hosted servers on a LAN; the README advises https.
+    if _url_scheme(repository) not in {"https", "http"}:
+        raise ValidationError(
+            "credentials", "a username and password only work with https:// (or http://)"
+        )
     return credentials
 
 

@@ -399,6 +399,18 @@ class BuildStore:
         assert record is not None
         return record
 
+    def set_image(self, build_id: str, image: str) -> BuildRecord:
+        """Record the image name the build settled on (e.g. the default branch's name)."""
+        with self._transaction() as db:
+            if (
+                db.execute("UPDATE builds SET image = ? WHERE id = ?", (image, build_id)).rowcount
+                == 0
+            ):
+                raise KeyError(build_id)
+            record = self._get(db, build_id)
+        assert record is not None
+        return record
+
     def delete(self, build_id: str) -> bool:
         """Remove a build and its log; False if there was no such build."""
         with self._transaction() as db:

@@ -16,6 +16,7 @@ scripts/build-standin-images.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,11 +24,14 @@ import secrets
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import requests
+
+from .hub_login import login
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_PREFIX = "gallerytest"
@@ -46,9 +50,16 @@ def pytest_collection_modifyitems(items):
 
 
 def run(args: list[str], *, env: dict | None = None, check: bool = True, timeout: float = 900):
-    return subprocess.run(
-        args, env=env, check=check, timeout=timeout, capture_output=True, text=True
+    """Run a command; on failure the error shows its output (not just the exit status)."""
+    result = subprocess.run(
+        args, env=env, timeout=timeout, capture_output=True, text=True, errors="replace"
     )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited with {result.returncode}\n"
+            f"stdout: {result.stdout[-3000:]}\nstderr: {result.stderr[-3000:]}"
+        )
+    return result
 
 
 def image_exists(name: str) -> bool:
@@ -149,8 +160,9 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture(scope="session")
-def stack(request, artifacts):
+@contextlib.contextmanager
+def running_stack(artifacts: Path, dump_logs: Callable[[], bool] = lambda: False):
+    """Build and start the stack under a fresh project; always remove it afterwards."""
     remove_leftover_projects()
     http_port, https_port = free_port(), free_port()
     env = {
@@ -167,20 +179,118 @@ def stack(request, artifacts):
         http_port=http_port,
         base_url=f"http://127.0.0.1:{http_port}",
     )
+    started = False
     try:
-        the_stack.compose("build", timeout=1800)
+        # --profile images: also the single-user image the fixture repositories start from.
+        the_stack.compose("--profile", "images", "build", timeout=1800)
         the_stack.compose("up", "-d", "--wait", "--wait-timeout", "300", timeout=400)
+        started = True
         yield the_stack
     finally:
+        run(["docker", "rm", "-f", f"{the_stack.project}-gitserver"], check=False)
         logs = the_stack.logs()
         (artifacts / "compose-logs.txt").write_text(logs)
-        if request.session.testsfailed:
+        if not started or dump_logs():
             print(f"\n===== docker compose logs ({the_stack.project}) =====\n{logs}")
         the_stack.compose("down", "-v", "--remove-orphans", "--timeout", "10", check=False)
 
 
 @pytest.fixture(scope="session")
+def stack(request, artifacts):
+    with running_stack(artifacts, lambda: request.session.testsfailed > 0) as the_stack:
+        yield the_stack
+
+
+GIT_USER = "fixture-user"
+GIT_PASSWORD = "fixture-pass-" + secrets.token_hex(12)
+
+
+@pytest.fixture(scope="session")
+def gitserver(stack) -> str:
+    return start_gitserver(stack)
+
+
+def start_gitserver(stack: Stack) -> str:
+    """A Git server on the stack's network: http://gitserver/{public,private}/<repo>.git.
+
+    Repositories: demo (a notebook and a .py app) and slow (a two-minute build); the
+    private copies need GIT_USER / GIT_PASSWORD.
+    """
+    image = "neurolang-gallery/test-gitserver:latest"
+    run(
+        [
+            "docker",
+            "build",
+            "-q",
+            "-t",
+            image,
+            "--build-arg",
+            f"GALLERY_PYTHON_IMAGE={stack.env['GALLERY_PYTHON_IMAGE']}",
+            "-f",
+            str(ROOT / "tests/fixtures/gitserver/Dockerfile"),
+            str(ROOT / "tests/fixtures"),
+        ],
+        env={**stack.env, "DOCKER_BUILDKIT": "0"},
+    )
+    name = f"{stack.project}-gitserver"
+    run(
+        [
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            f"{stack.project}_gallery",
+            "--network-alias",
+            "gitserver",
+            "-e",
+            f"GIT_USER={GIT_USER}",
+            "-e",
+            f"GIT_PASSWORD={GIT_PASSWORD}",
+            image,
+        ]
+    )
+    check = (
+        "import urllib.request; urllib.request.urlopen("
+        "'http://gitserver/public/demo.git/info/refs?service=git-upload-pack', timeout=2)"
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (
+            stack.compose("exec", "-T", "builder", "python3", "-c", check, check=False).returncode
+            == 0
+        ):
+            return "http://gitserver"
+        time.sleep(1)
+    raise AssertionError(f"the git server did not come up: {run(['docker', 'logs', name]).stderr}")
+
+
+@pytest.fixture(scope="session")
+def admin_token(stack, admin_password) -> str:
+    return make_admin_token(stack, admin_password)
+
+
+def make_admin_token(stack: Stack, admin_password: str) -> str:
+    """An API token of the admin, made through the hub's REST API."""
+    session, _ = login(stack.base_url, "admin", admin_password)
+    response = session.post(
+        stack.url("/hub/api/users/admin/tokens"),
+        json={"note": "e2e tests", "expires_in": 3600},
+        headers={"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/")},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["token"]
+
+
+@pytest.fixture(scope="session")
 def admin_password(stack) -> str:
+    return read_admin_password(stack)
+
+
+def read_admin_password(stack: Stack) -> str:
+    """The password the hub generated on first start, printed once in its log."""
     found = GENERATED_PASSWORD.findall(stack.logs("hub"))
     assert len(found) == 1, "the hub should print the generated admin password exactly once"
     return found[0]

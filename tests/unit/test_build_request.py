@@ -805,14 +805,6 @@ def test_refuses_unknown_keys(body, field):
         ),
         (
             {
-                "repository": "http://git.example.org/repo",
-                "credentials": {"username": "a", "password": "p"},
-            },
-            "credentials",
-            "unencrypted",
-        ),
-        (
-            {
                 "repository": "git@github.com:org/repo",
                 "credentials": {"username": "a", "password": "p"},
             },
@@ -831,6 +823,15 @@ def test_refuses_unknown_keys(body, field):
 )
 def test_refuses_bad_fields(body, field, match):
     refused(lambda: parse(body), field, match)
+
+
+def test_credentials_work_with_http_and_https():
+    for scheme in ("http", "https"):
+        body = {
+            "repository": f"{scheme}://git.example.org/repo",
+            "credentials": {"username": "a", "password": "p"},
+        }
+        assert parse(body).credentials.username == "a"
 
 
 def test_passes_network_policy_to_url_check():

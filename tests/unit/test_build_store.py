@@ -596,3 +596,12 @@ def test_closed_store_raises(db_path: Path):
     store.close()  # twice is fine
     with pytest.raises(RuntimeError, match="closed"):
         store.get("x")
+
+
+def test_set_image_records_the_name_the_build_settled_on(tmp_path):
+    store = BuildStore(tmp_path / "b.sqlite")
+    record = store.create(name="demo", image="demo:latest", repository="https://x.org/r.git")
+    assert store.set_image(record.id, "demo:main").image == "demo:main"
+    assert store.get(record.id).image == "demo:main"
+    with pytest.raises(KeyError):
+        store.set_image("0" * 32, "demo:main")

@@ -1,0 +1,231 @@
+"""The build queue: a fixed number of workers run queued builds and record what happens.
+
+Every build moves QUEUED -> BUILDING -> BUILT / FAILED / CANCELLED in the store, never stays in
+BUILDING once its run is over (whatever went wrong), and every log line the runner emits is
+stored in order. After each stored line and each state change, `on_event(build_id)` tells the
+HTTP layer to wake its Server-Sent-Event listeners.
+
+A request's credentials are held only in memory, and only while its build is queued or running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from gallery_builder.build_request import BuildRequest
+from gallery_builder.build_runner import RunOutcome, Scrubber
+from gallery_builder.build_store import BuildRecord, BuildState, BuildStore
+
+log = logging.getLogger(__name__)
+
+CANCELLED_REASON = "cancelled by an admin"
+STOPPED_REASON = "the builder stopped before the build finished"
+
+
+class Runner(Protocol):
+    """What the queue needs from a BuildRunner (tests pass fakes)."""
+
+    async def run(
+        self, build_id: str, request: BuildRequest, emit: Callable[[str], None]
+    ) -> RunOutcome:
+        """Build `request`, emitting log lines; return how it ended."""
+        ...
+
+
+class BuildQueue:
+    """Runs submitted builds, at most `concurrency` at a time, each within `timeout_s`."""
+
+    def __init__(
+        self,
+        store: BuildStore,
+        runner: Runner,
+        *,
+        concurrency: int = 1,
+        timeout_s: float,
+        on_event: Callable[[str], None],
+    ) -> None:
+        """Create a stopped queue; call `start()` from inside the event loop."""
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        self._store = store
+        self._runner = runner
+        self._concurrency = concurrency
+        self._timeout_s = timeout_s
+        self._on_event = on_event
+        self._waiting: asyncio.Queue[str] = asyncio.Queue()
+        # Queued requests (with their credentials) by build id, in submission order.
+        self._pending: dict[str, BuildRequest] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
+        # Why a running build was cancelled: (final state, reason).
+        self._stop_reasons: dict[str, tuple[BuildState, str]] = {}
+        self._workers: list[asyncio.Task[None]] = []
+
+    # --- control --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the workers (must run inside the event loop; idempotent)."""
+        if self._workers:
+            return
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"build-worker-{n}")
+            for n in range(self._concurrency)
+        ]
+
+    async def stop(self) -> None:
+        """Stop the workers; running and queued builds end FAILED (the builder stopped)."""
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            worker.cancel()
+        running = list(self._running.items())
+        for build_id, task in running:
+            self._stop_reasons[build_id] = (BuildState.FAILED, STOPPED_REASON)
+            task.cancel()
+        await asyncio.gather(*workers, *(task for _, task in running), return_exceptions=True)
+        self._running.clear()
+        self._stop_reasons.clear()
+        for build_id in list(self._pending):
+            del self._pending[build_id]
+            self._finish(build_id, BuildState.FAILED, reason=STOPPED_REASON)
+
+    def submit(self, build_id: str, request: BuildRequest) -> None:
+        """Queue the stored QUEUED build `build_id` to be built from `request`."""
+        if build_id in self._pending or build_id in self._running:
+            raise ValueError(f"build {build_id} is already queued or running")
+        self._pending[build_id] = request
+        self._waiting.put_nowait(build_id)
+
+    async def cancel(self, build_id: str) -> bool:
+        """Cancel a queued or running build; True if it is now CANCELLED.
+
+        A queued build is cancelled without running. A running one has its run cancelled
+        (killing repo2docker); this returns once the build has been recorded as ended.
+        """
+        if self._pending.pop(build_id, None) is not None:
+            return self._finish(build_id, BuildState.CANCELLED, reason=CANCELLED_REASON)
+        task = self._running.get(build_id)
+        if task is None:
+            return False
+        self._stop_reasons.setdefault(build_id, (BuildState.CANCELLED, CANCELLED_REASON))
+        task.cancel()
+        await asyncio.wait([task])
+        record = self._store.get(build_id)
+        return record is not None and record.state is BuildState.CANCELLED
+
+    def queued(self) -> list[str]:
+        """Ids of the builds waiting for a worker, oldest first."""
+        return list(self._pending)
+
+    def running(self) -> list[str]:
+        """Ids of the builds being built right now."""
+        return list(self._running)
+
+    # --- workers --------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            build_id = await self._waiting.get()
+            request = self._pending.pop(build_id, None)
+            if request is None:
+                continue  # cancelled while it waited
+            task = asyncio.create_task(self._execute(build_id, request), name=f"build-{build_id}")
+            self._running[build_id] = task
+            try:
+                # wait() rather than await: a cancelled build must not cancel its worker
+                await asyncio.wait([task])
+            finally:
+                # on stop(), the worker is cancelled but the build task is awaited there
+                if task.done():
+                    self._running.pop(build_id, None)
+                    self._stop_reasons.pop(build_id, None)
+
+    async def _execute(self, build_id: str, request: BuildRequest) -> None:
+        """Run one build and record its end, whatever happens."""
+        scrub = Scrubber.for_credentials(request.credentials)
+        if not self._set_state(build_id, BuildState.BUILDING):
+            return  # deleted or ended while it waited
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                outcome = await self._runner.run(build_id, request, self._emitter(build_id, scrub))
+        except TimeoutError:
+            self._fail(build_id, f"timed out after {self._timeout_s:g} s")
+        except asyncio.CancelledError:
+            state, reason = self._stop_reasons.get(
+                build_id, (BuildState.CANCELLED, CANCELLED_REASON)
+            )
+            self._emit(build_id, f"Build {state.value}: {reason}\n")
+            self._finish(build_id, state, reason=reason)
+            raise
+        except Exception as e:  # a bug or an unforeseen failure must not leave it BUILDING
+            log.exception("build %s crashed", build_id)
+            self._fail(build_id, scrub(str(e) or type(e).__name__))
+        else:
+            self._record_outcome(build_id, outcome, scrub)
+
+    def _record_outcome(self, build_id: str, outcome: RunOutcome, scrub: Scrubber) -> None:
+        if outcome.image:
+            self._update_image(build_id, outcome.image)
+        if outcome.state not in (BuildState.BUILT, BuildState.FAILED):
+            self._fail(build_id, f"the runner returned an unexpected state {outcome.state!r}")
+            return
+        self._finish(
+            build_id,
+            BuildState(outcome.state),
+            reason=scrub(outcome.reason) if outcome.reason else None,
+            resolved_commit=outcome.resolved_commit,
+            image_size=outcome.image_size,
+            reused=outcome.reused,
+        )
+
+    def _update_image(self, build_id: str, image: str) -> None:
+        """Store the image name the runner chose, when the record has another."""
+        record = self._store.get(build_id)
+        if record is None or record.image == image:
+            return
+        self._store.set_image(build_id, image)
+
+    # --- store and events -----------------------------------------------------------------
+
+    def _emitter(self, build_id: str, scrub: Scrubber) -> Callable[[str], None]:
+        def emit(line: str) -> None:
+            self._emit(build_id, scrub(line))
+
+        return emit
+
+    def _emit(self, build_id: str, line: str) -> None:
+        try:
+            self._store.append_log(build_id, line)
+        except KeyError:
+            return  # the build was deleted; nobody is listening
+        except Exception:
+            # losing a log line must not crash the build, nor leave it stuck in BUILDING
+            log.exception("could not store a log line of build %s", build_id)
+            return
+        self._notify(build_id)
+
+    def _fail(self, build_id: str, reason: str) -> None:
+        self._emit(build_id, f"Build failed: {reason}\n")
+        self._finish(build_id, BuildState.FAILED, reason=reason)
+
+    def _finish(self, build_id: str, state: BuildState, **fields: Any) -> bool:
+        """Record a final state; False if the build is gone or had already ended."""
+        return self._set_state(build_id, state, **fields)
+
+    def _set_state(self, build_id: str, state: BuildState, **fields: Any) -> bool:
+        try:
+            record: BuildRecord = self._store.set_state(build_id, state, **fields)
+        except (KeyError, ValueError) as e:
+            log.warning("build %s cannot become %s: %s", build_id, state.value, e)
+            return False
+        self._notify(record.id)
+        return True
+
+    def _notify(self, build_id: str) -> None:
+        try:
+            self._on_event(build_id)
+        except Exception:
+            log.exception("on_event failed for build %s", build_id)

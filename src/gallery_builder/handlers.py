@@ -1,0 +1,325 @@
+"""HTTP handlers of the environments service: the page, the REST API, the log stream.
+
+Routes (under the service prefix, /services/environments/):
+    GET    ""                                  the Environments page
+    GET    api/environments                    list (latest build of each image)
+    POST   api/environments                    add: validate, queue a build -> 202
+    GET    api/environments/{id}               one build
+    DELETE api/environments/{id}               delete the image and its builds
+    POST   api/environments/{id}/rebuild       build the ref again -> 202
+    POST   api/environments/{id}/cancel        cancel a queued or running build
+    GET    api/environments/{id}/log           Server-Sent Events, resumable
+    GET    oauth_callback                      JupyterHub OAuth
+Who may: JupyterHub admins (scope admin-ui) and holders of custom:environments:manage,
+checked by JupyterHub's own HubOAuth against the token's scopes; others get 403,
+anonymous requests 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from jupyterhub.services.auth import (
+    HubOAuth,
+    HubOAuthCallbackHandler,
+    HubOAuthenticated,
+    UserNotAllowed,
+)
+from tornado import web
+from tornado.iostream import StreamClosedError
+
+from gallery_builder.build_queue import BuildQueue
+from gallery_builder.build_request import (
+    BuildRequest,
+    ValidationError,
+    image_name,
+    parse_build_request,
+    validate_credentials,
+)
+from gallery_builder.build_store import TERMINAL_STATES, BuildRecord, BuildStore
+from gallery_builder.builder_settings import STACK_HOSTS, BuilderSettings
+from gallery_builder.docker_images import DockerImages
+from gallery_builder.log_events import LogEvents
+from gallery_builder.page import STATIC_DIR, render_environments_page
+
+log = logging.getLogger("gallery_builder")
+
+MANAGE_SCOPE = "custom:environments:manage"
+# Either scope lets a token in: the custom one (environment managers) or admin-ui, which
+# only JupyterHub admins hold (the built-in admin role cannot be given extra scopes).
+ACCESS_SCOPES = frozenset({MANAGE_SCOPE, "admin-ui"})
+KEEPALIVE_SECONDS = 15.0
+BUILD_ID_PATTERN = r"[0-9a-f]{32}"
+# Third-party browser assets (xterm.js), copied there by builder/Dockerfile.
+VENDOR_DIR = os.environ.get("GALLERY_BUILDER_VENDOR_DIR", "/srv/builder-vendor")
+
+
+@dataclass
+class BuilderContext:
+    """What the handlers share: passed to each handler's initialize()."""
+
+    settings: BuilderSettings
+    store: BuildStore
+    queue: BuildQueue
+    images: DockerImages
+    events: LogEvents
+    hub_auth: HubOAuth
+
+    def parse(self, body: Any) -> BuildRequest:
+        return parse_build_request(
+            body,
+            max_memory_gb=self.settings.max_memory_gb,
+            max_cpu=self.settings.max_cpu,
+            allow_private=self.settings.allow_private_repositories,
+            blocked_hosts=STACK_HOSTS,
+        )
+
+
+class BaseHandler(HubOAuthenticated, web.RequestHandler):
+    """Authenticates through the hub; remembers whether a known user was refused."""
+
+    def initialize(self, ctx: BuilderContext) -> None:
+        self.ctx = ctx
+        self.hub_auth = ctx.hub_auth
+        self.refused_user: dict | None = None
+
+    def check_hub_user(self, model: dict) -> dict:
+        try:
+            return super().check_hub_user(model)
+        except UserNotAllowed:
+            self.refused_user = model
+            raise
+
+    def set_default_headers(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+
+
+class APIHandler(BaseHandler):
+    """JSON in and out; 401/403 instead of a login redirect."""
+
+    async def prepare(self) -> None:
+        await self.hub_auth.get_user(self, sync=False)
+        if self.current_user is None:
+            if self.refused_user is not None:
+                raise web.HTTPError(403, f"admins and holders of {MANAGE_SCOPE} only")
+            if self.request.method != "GET" and self.get_cookie(self.hub_auth.cookie_name):
+                # HubOAuth ignores the login cookie of a POST without a valid XSRF token.
+                raise web.HTTPError(403, "XSRF token missing or wrong: send X-XSRFToken")
+            raise web.HTTPError(401, "log in to the hub, or send Authorization: token <token>")
+        # After authentication, so token-authenticated scripts are exempt (as in JupyterHub).
+        if self.request.method not in ("GET", "HEAD", "OPTIONS"):
+            self.check_xsrf_cookie()
+
+    def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
+        if isinstance(value, ValidationError):
+            log.info("400 %s %s: %s", self.request.method, self.request.path, value)
+            return
+        super().log_exception(typ, value, tb)
+
+    def json_body(self) -> Any:
+        if not self.request.body:
+            return {}
+        try:
+            return json.loads(self.request.body)
+        except ValueError:
+            raise web.HTTPError(400, "the request body is not valid JSON") from None
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "application/json")
+        body: dict[str, Any] = {"error": self._reason}
+        exc_info = kwargs.get("exc_info")
+        if exc_info:
+            error = exc_info[1]
+            if isinstance(error, ValidationError):
+                self.set_status(400)
+                body = {"error": str(error), "field": error.field}
+            elif isinstance(error, web.HTTPError) and error.log_message:
+                body = {
+                    "error": error.log_message % error.args if error.args else error.log_message
+                }
+        self.finish(body)
+
+    def send_build(self, record: BuildRecord, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(record.to_json())
+
+    async def find(self, build_id: str) -> BuildRecord:
+        record = await asyncio.to_thread(self.ctx.store.get, build_id)
+        if record is None:
+            raise web.HTTPError(404, f"no build {build_id}")
+        return record
+
+
+class EnvironmentsAPIHandler(APIHandler):
+    async def get(self) -> None:
+        records = await asyncio.to_thread(self.ctx.store.list, 1000)
+        latest: dict[str, BuildRecord] = {}
+        for record in records:  # newest first: the first one seen per image wins
+            latest.setdefault(record.image, record)
+        self.finish({"environments": [r.to_json() for r in latest.values()]})
+
+    async def post(self) -> None:
+        request = self.ctx.parse(self.json_body())
+        image = image_name(request.name, request.ref or "latest")
+        owner = await asyncio.to_thread(self.ctx.store.latest_for_name, request.name)
+        if owner is not None and owner.repository != request.repository:
+            raise web.HTTPError(
+                409, f"the name {request.name!r} is already used by {owner.repository}"
+            )
+        record = await self.queue_build(request, image)
+        self.send_build(record, 202)
+
+    async def queue_build(self, request: BuildRequest, image: str) -> BuildRecord:
+        record = await asyncio.to_thread(
+            self.ctx.store.create,
+            name=request.name,
+            image=image,
+            repository=request.repository,
+            ref=request.ref,
+            memory_gb=request.memory_gb,
+            cpu=request.cpu,
+        )
+        self.ctx.queue.submit(record.id, request)
+        log.info("queued build %s of %s (%s)", record.id, record.image, self.current_user["name"])
+        # The queue may have finished it already (a commit that is built is reused).
+        return await asyncio.to_thread(self.ctx.store.get, record.id) or record
+
+
+class EnvironmentAPIHandler(APIHandler):
+    async def get(self, build_id: str) -> None:
+        self.send_build(await self.find(build_id))
+
+    async def delete(self, build_id: str) -> None:
+        record = await self.find(build_id)
+        store, images = self.ctx.store, self.ctx.images
+        siblings = [
+            r for r in await asyncio.to_thread(store.list, 100_000) if r.image == record.image
+        ]
+        if any(r.state not in TERMINAL_STATES for r in siblings):
+            raise web.HTTPError(
+                409, f"a build of {record.image} is queued or running: cancel it first"
+            )
+        users = await asyncio.to_thread(images.running_containers_using, record.image)
+        if users:
+            raise web.HTTPError(
+                409,
+                f"{record.image} is in use by {len(users)} running server(s): "
+                f"{', '.join(sorted(users))}; stop them first",
+            )
+        if await asyncio.to_thread(images.exists, record.image):
+            # prune: also the image's untagged parent layers, or deleting would free nothing.
+            await asyncio.to_thread(images.remove, record.image, prune=True)
+        for sibling in siblings:
+            await asyncio.to_thread(store.delete, sibling.id)
+        log.info("deleted environment %s (%s)", record.image, self.current_user["name"])
+        self.set_status(204)
+        self.finish()
+
+
+class RebuildAPIHandler(EnvironmentsAPIHandler):
+    async def post(self, build_id: str) -> None:  # type: ignore[override]
+        record = await self.find(build_id)
+        body = self.json_body()
+        if not isinstance(body, dict) or set(body) - {"credentials"}:
+            raise ValidationError("body", "only 'credentials' may be given to a rebuild")
+        creds = body.get("credentials") or {}
+        if not isinstance(creds, dict):
+            raise ValidationError("credentials", "must be an object")
+        request = BuildRequest(
+            repository=record.repository,
+            ref=record.ref,
+            name=record.name,
+            memory_gb=record.memory_gb,
+            cpu=record.cpu,
+            credentials=validate_credentials(creds.get("username"), creds.get("password")),
+        )
+        self.send_build(await self.queue_build(request, record.image), 202)
+
+
+class CancelAPIHandler(APIHandler):
+    async def post(self, build_id: str) -> None:
+        record = await self.find(build_id)
+        if record.state in TERMINAL_STATES:
+            raise web.HTTPError(409, f"build {build_id} has already ended ({record.state})")
+        await self.ctx.queue.cancel(build_id)
+        self.send_build(await self.find(build_id))
+
+
+class LogStreamHandler(APIHandler):
+    """The build log as Server-Sent Events: replay, then push; resumable by Last-Event-ID."""
+
+    async def get(self, build_id: str) -> None:
+        await self.find(build_id)
+        after = self._last_event_id()
+        self.set_header("Content-Type", "text/event-stream")
+        self.set_header("X-Accel-Buffering", "no")
+        wake = self.ctx.events.subscribe(build_id)
+        try:
+            while True:
+                wake.clear()
+                chunks = await asyncio.to_thread(self.ctx.store.read_log, build_id, after)
+                record = await asyncio.to_thread(self.ctx.store.get, build_id)
+                for seq, text in chunks:
+                    self.write(f"id: {seq}\nevent: log\ndata: {json.dumps(text)}\n\n")
+                    after = seq
+                if record is None or record.state in TERMINAL_STATES:
+                    state = record.to_json() if record else {"state": "deleted"}
+                    self.write(f"event: state\ndata: {json.dumps(state)}\n\n")
+                    await self.flush()
+                    return
+                await self.flush()
+                try:
+                    await asyncio.wait_for(wake.wait(), KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    self.write(": keepalive\n\n")
+        except StreamClosedError:
+            return
+        finally:
+            self.ctx.events.unsubscribe(build_id, wake)
+
+    def _last_event_id(self) -> int:
+        raw = self.request.headers.get("Last-Event-ID") or self.get_argument("after", "0")
+        try:
+            return max(0, int(raw))
+        except ValueError:
+            raise web.HTTPError(400, "Last-Event-ID must be a whole number") from None
+
+
+class PageHandler(BaseHandler):
+    """The Environments page; anonymous visitors are sent through the hub's login."""
+
+    @web.authenticated
+    def get(self) -> None:
+        settings = self.ctx.settings
+        html = render_environments_page(
+            self.application.settings["template_env"],
+            user=self.current_user,
+            xsrf_token=self.xsrf_token.decode(),
+            prefix=settings.service_prefix,
+            static_prefix=settings.service_prefix + "static/",
+            max_memory_gb=settings.max_memory_gb,
+            max_cpu=settings.max_cpu,
+        )
+        self.finish(html)
+
+
+def routes(ctx: BuilderContext) -> list[tuple]:
+    prefix = ctx.settings.service_prefix
+    api = prefix + "api/environments"
+    args = {"ctx": ctx}
+    return [
+        (prefix, PageHandler, args),
+        (prefix + "oauth_callback", HubOAuthCallbackHandler, {}),
+        (api, EnvironmentsAPIHandler, args),
+        (rf"{api}/({BUILD_ID_PATTERN})", EnvironmentAPIHandler, args),
+        (rf"{api}/({BUILD_ID_PATTERN})/rebuild", RebuildAPIHandler, args),
+        (rf"{api}/({BUILD_ID_PATTERN})/cancel", CancelAPIHandler, args),
+        (rf"{api}/({BUILD_ID_PATTERN})/log", LogStreamHandler, args),
+        (prefix + r"static/vendor/(.*)", web.StaticFileHandler, {"path": VENDOR_DIR}),
+        (prefix + r"static/(.*)", web.StaticFileHandler, {"path": str(STATIC_DIR)}),
+    ]

@@ -1,0 +1,53 @@
+"""An admin manages environments on the Environments page, in a real browser."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import expect
+
+from .browser import chromium
+
+
+def test_admin_adds_watches_and_deletes_an_environment(stack, admin_password, gitserver, artifacts):
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.goto(stack.url("/hub/login"))
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", admin_password)
+        page.click("input[type=submit]")
+        page.wait_for_url("**/hub/home")
+
+        # The hub's navigation bar links to the page; the hub's OAuth logs us in there.
+        page.get_by_role("link", name="Environments").click()
+        page.wait_for_url(re.compile(r".*/services/environments/$"))
+        expect(page.locator("#add-environment")).to_be_visible()
+        page.screenshot(path=str(artifacts / "environments-empty.png"))
+
+        page.click("#add-environment")
+        form = page.locator("#environment-form")
+        expect(form).to_be_visible()
+        form.locator("input[name=repository]").fill(f"{gitserver}/public/demo.git")
+        form.locator("input[name=name]").fill("browser-demo")
+        form.locator("input[name=memory]").fill("1")
+        form.locator("button[type=submit]").click()
+
+        # The log dialog opens on the new build and follows it live.
+        dialog = page.locator("#log-dialog")
+        expect(dialog).to_be_visible()
+        expect(page.locator("#log-state")).to_have_text("built", timeout=300_000)
+        expect(page.locator("#log-terminal")).to_contain_text("browser-demo")
+        page.screenshot(path=str(artifacts / "environments-log-dialog.png"))
+        dialog.get_by_role("button", name="Close").last.click()
+        expect(dialog).to_be_hidden()
+
+        row = page.locator("tr[data-image='browser-demo:main']")
+        expect(row).to_have_attribute("data-state", "built", timeout=30_000)
+        expect(row).to_contain_text("1")  # the memory limit
+        page.screenshot(path=str(artifacts / "environments-built.png"))
+
+        row.locator("[data-action=delete]").click()
+        expect(page.locator("#delete-dialog")).to_be_visible()
+        page.click("#delete-confirm")
+        expect(row).to_have_count(0, timeout=30_000)
+        page.screenshot(path=str(artifacts / "environments-deleted.png"))
