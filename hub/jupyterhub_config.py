@@ -52,10 +52,20 @@ c.Authenticator.allowed_users = {settings.admin_user}
 # User containers: on their own network (never the stack's), limited, unprivileged.
 c.JupyterHub.spawner_class = "gallery_hub.spawner.GallerySpawner"
 c.GallerySpawner.network_name = settings.user_network
+# Container names: <project>-user-<name> (plus --<server> for named servers).
+c.GallerySpawner.prefix = f"{settings.project}-user"
 c.GallerySpawner.use_internal_ip = True
 c.GallerySpawner.image = settings.singleuser_image
 c.GallerySpawner.mem_limit = settings.default_mem_limit
 c.GallerySpawner.cpu_limit = settings.default_cpu_limit
+# Every environment serves Voila next to Jupyter (notebooks and .py files).
+c.GallerySpawner.cmd = ["jupyterhub-singleuser"]
+c.GallerySpawner.args = [
+    "--VoilaConfiguration.enable_nbextensions=True",
+    '--VoilaConfiguration.extension_language_mapping={".py": "python"}',
+]
+# User servers outlive a hub restart; the hub finds them again when it starts.
+c.JupyterHub.cleanup_servers = False
 c.GallerySpawner.volumes = {
     settings.data_volume: {
         "bind": settings.data_mount_path,

@@ -78,6 +78,16 @@ def make_hub_auth(settings: BuilderSettings, api_token: str) -> HubOAuth:
     )
 
 
+def log_request(handler: web.RequestHandler) -> None:
+    """Access log without query strings: they may carry an XSRF token."""
+    status = handler.get_status()
+    level = logging.INFO if status < 400 else logging.WARNING
+    elapsed_ms = 1000.0 * handler.request.request_time()
+    logging.getLogger("tornado.access").log(
+        level, "%d %s %s %.2fms", status, handler.request.method, handler.request.path, elapsed_ms
+    )
+
+
 def make_app(settings: BuilderSettings, ctx: BuilderContext, cookie_secret: str) -> web.Application:
     return web.Application(
         [(r"/health", HealthHandler, {"state_dir": settings.state_dir}), *routes(ctx)],
@@ -85,6 +95,7 @@ def make_app(settings: BuilderSettings, ctx: BuilderContext, cookie_secret: str)
         template_env=make_template_env(),
         # XSRF is checked after authentication (APIHandler.prepare), as JupyterHub does.
         xsrf_cookies=False,
+        log_function=log_request,
     )
 
 

@@ -17,6 +17,7 @@ DOCKER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 @dataclass(frozen=True)
 class HubSettings:
     state_dir: Path
+    project: str
     admin_user: str
     admin_password: str
     user_network: str
@@ -47,6 +48,7 @@ class HubSettings:
             raise SettingError("GALLERY_DATA_MOUNT_PATH", "must be an absolute path")
         return cls(
             state_dir=Path(env_str(env, "GALLERY_HUB_STATE_DIR", "/srv/jupyterhub/state")),
+            project=_docker_name(env, "GALLERY_PROJECT", "neurolang-gallery"),
             admin_user=admin_user,
             admin_password=admin_password,
             user_network=_docker_name(env, "GALLERY_USER_NETWORK", "neurolang-gallery-users"),

@@ -236,7 +236,9 @@
   async function api(method, path, body) {
     const headers = { Accept: "application/json" };
     const init = { method, headers, credentials: "same-origin", cache: "no-store" };
-    if (method !== "GET") headers["X-XSRFToken"] = XSRF_TOKEN;
+    // Every request, GETs too: JupyterHub accepts a login cookie on fetch() requests
+    // only together with the XSRF token.
+    headers["X-XSRFToken"] = XSRF_TOKEN;
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
@@ -886,7 +888,10 @@
     terminal.reset();
     fitTerminal();
     const build = logBuild;
-    const source = new EventSource(API + buildPath(build.id, "log"));
+    // EventSource cannot send headers, so the XSRF token travels as the _xsrf argument.
+    const source = new EventSource(
+      API + buildPath(build.id, "log") + "?_xsrf=" + encodeURIComponent(XSRF_TOKEN),
+    );
     logSource = source;
     let received = false;
 

@@ -1,0 +1,106 @@
+"""Built environments as the hub sees them: images with the gallery's labels.
+
+Pure functions (no Docker, no tornado): the spawner feeds them what docker-py returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+
+from gallery_common.image_labels import EnvironmentLabels, parse_labels
+
+ENVIRONMENTS_PAGE = "/services/environments/"
+
+
+@dataclass(frozen=True)
+class Environment:
+    image: str
+    labels: EnvironmentLabels
+
+    @property
+    def title(self) -> str:
+        return self.labels.display_name or self.image
+
+
+def environments_from_images(images: list[dict]) -> list[Environment]:
+    """Every tagged image that carries the gallery marker, sorted by title then image.
+
+    `images` is docker-py's `APIClient.images()` output (each with RepoTags and Labels).
+    """
+    found: dict[str, Environment] = {}
+    for image in images:
+        labels = parse_labels(image.get("Labels"))
+        if labels is None:
+            continue
+        for tag in image.get("RepoTags") or []:
+            if tag and tag != "<none>:<none>" and ":gallery-build-" not in tag:
+                found[tag] = Environment(tag, labels)
+    return sorted(found.values(), key=lambda e: (e.title.lower(), e.image))
+
+
+@dataclass(frozen=True)
+class Limits:
+    mem_bytes: int
+    cpu: float
+
+
+def limits_for(labels: EnvironmentLabels | None, default: Limits) -> Limits:
+    """The environment's own limits where its labels set them, else the defaults."""
+    if labels is None:
+        return default
+    mem = labels.memory_limit_gb
+    return Limits(
+        mem_bytes=int(mem * 1024**3) if mem else default.mem_bytes,
+        cpu=labels.cpu_limit or default.cpu,
+    )
+
+
+def _limit_text(value: float | None, unit: str) -> str:
+    return f"{value:g} {unit}" if value else "default"
+
+
+def render_options_form(
+    environments: list[Environment], *, is_admin: bool, default: Limits
+) -> str:
+    """The spawn page's choice of environment (radio cards named `image`)."""
+    if not environments:
+        hint = (
+            f' <a href="{ENVIRONMENTS_PAGE}">Add one on the Environments page.</a>'
+            if is_admin
+            else " Ask an administrator to add one."
+        )
+        return (
+            '<div class="alert alert-info" id="no-environments">'
+            f"No environment has been built yet.{hint}</div>"
+        )
+    only_one = len(environments) == 1
+    cards = []
+    for index, env in enumerate(environments):
+        labels = env.labels
+        checked = " checked" if only_one else ""
+        commit = labels.commit[:7] if labels.commit else "?"
+        repository = escape(labels.repository)
+        mem = _limit_text(labels.memory_limit_gb, "GB")
+        cpu = _limit_text(labels.cpu_limit, "CPU")
+        cards.append(
+            f'<label class="list-group-item d-flex gap-3 environment-choice" '
+            f'data-image="{escape(env.image)}">'
+            f'<input class="form-check-input flex-shrink-0" type="radio" name="image" '
+            f'id="environment-{index}" value="{escape(env.image)}" required{checked}>'
+            f'<span><strong>{escape(env.title)}</strong> '
+            f'<code class="ms-1">{escape(env.image)}</code><br>'
+            f'<small class="text-muted"><a href="{repository}" target="_blank" '
+            f'rel="noopener noreferrer">{repository}</a> · '
+            f"{escape(labels.ref or 'default branch')} @ <code>{escape(commit)}</code> · "
+            f"memory {escape(mem)} · {escape(cpu)}</small></span></label>"
+        )
+    defaults = (
+        f"Environments without their own limits get {default.mem_bytes / 1024**3:g} GB "
+        f"and {default.cpu:g} CPU."
+    )
+    return (
+        '<p class="mb-2">Select an environment:</p>'
+        f'<div class="list-group mb-2" id="environment-choices">{"".join(cards)}</div>'
+        f'<p class="small text-muted">{escape(defaults)}</p>'
+    )
