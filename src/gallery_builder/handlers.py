@@ -21,7 +21,7 @@ import asyncio
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from jupyterhub.services.auth import (
@@ -52,8 +52,12 @@ log = logging.getLogger("gallery_builder")
 MANAGE_SCOPE = "custom:environments:manage"
 # Either scope lets a token in: the custom one (environment managers) or admin-ui, which
 # only JupyterHub admins hold (the built-in admin role cannot be given extra scopes).
-ACCESS_SCOPES = frozenset({MANAGE_SCOPE, "admin-ui"})
+MANAGE_SCOPES = frozenset({MANAGE_SCOPE, "admin-ui"})
+# Read-only listing, e.g. for the hub's gallery to show which examples are being built.
+READ_SCOPE = "custom:environments:read"
+ACCESS_SCOPES = MANAGE_SCOPES | {READ_SCOPE}
 KEEPALIVE_SECONDS = 15.0
+RECHECK_SECONDS = 2.0
 BUILD_ID_PATTERN = r"[0-9a-f]{32}"
 # Third-party browser assets (xterm.js), copied there by builder/Dockerfile.
 VENDOR_DIR = os.environ.get("GALLERY_BUILDER_VENDOR_DIR", "/srv/builder-vendor")
@@ -102,6 +106,9 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
 class APIHandler(BaseHandler):
     """JSON in and out; 401/403 instead of a login redirect."""
 
+    # Requests holders of the read scope alone may make (method names).
+    read_only_methods: frozenset[str] = frozenset()
+
     async def prepare(self) -> None:
         await self.hub_auth.get_user(self, sync=False)
         if self.current_user is None:
@@ -111,6 +118,10 @@ class APIHandler(BaseHandler):
                 # HubOAuth ignores the login cookie of a POST without a valid XSRF token.
                 raise web.HTTPError(403, "XSRF token missing or wrong: send X-XSRFToken")
             raise web.HTTPError(401, "log in to the hub, or send Authorization: token <token>")
+        if self.request.method not in self.read_only_methods and not self.hub_auth.check_scopes(
+            MANAGE_SCOPES, self.current_user
+        ):
+            raise web.HTTPError(403, f"admins and holders of {MANAGE_SCOPE} only")
         # After authentication, so token-authenticated scripts are exempt (as in JupyterHub).
         if self.request.method not in ("GET", "HEAD", "OPTIONS"):
             self.check_xsrf_cookie()
@@ -156,6 +167,8 @@ class APIHandler(BaseHandler):
 
 
 class EnvironmentsAPIHandler(APIHandler):
+    read_only_methods = frozenset({"GET"})
+
     async def get(self) -> None:
         records = await asyncio.to_thread(self.ctx.store.list, 1000)
         latest: dict[str, BuildRecord] = {}
@@ -222,6 +235,8 @@ class EnvironmentAPIHandler(APIHandler):
 
 
 class RebuildAPIHandler(EnvironmentsAPIHandler):
+    read_only_methods = frozenset()
+
     async def post(self, build_id: str) -> None:  # type: ignore[override]
         record = await self.find(build_id)
         body = self.json_body()
@@ -230,12 +245,17 @@ class RebuildAPIHandler(EnvironmentsAPIHandler):
         creds = body.get("credentials") or {}
         if not isinstance(creds, dict):
             raise ValidationError("credentials", "must be an object")
-        request = BuildRequest(
-            repository=record.repository,
-            ref=record.ref,
-            name=record.name,
-            memory_gb=record.memory_gb,
-            cpu=record.cpu,
+        # The same checks as a new request: e.g. a local path built by build-image cannot
+        # be rebuilt from here.
+        stored = {"repository": record.repository, "name": record.name}
+        stored |= {
+            k: v
+            for k, v in [("ref", record.ref), ("memory", record.memory_gb), ("cpu", record.cpu)]
+            if v is not None
+        }
+        request = self.ctx.parse(stored)
+        request = replace(
+            request,
             credentials=validate_credentials(creds.get("username"), creds.get("password")),
         )
         self.send_build(await self.queue_build(request, record.image), 202)
@@ -259,6 +279,7 @@ class LogStreamHandler(APIHandler):
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("X-Accel-Buffering", "no")
         wake = self.ctx.events.subscribe(build_id)
+        quiet = 0.0
         try:
             while True:
                 wake.clear()
@@ -274,9 +295,15 @@ class LogStreamHandler(APIHandler):
                     return
                 await self.flush()
                 try:
-                    await asyncio.wait_for(wake.wait(), KEEPALIVE_SECONDS)
+                    # Also look again now and then: builds run by the build-image command
+                    # in another process append to the store without waking us.
+                    await asyncio.wait_for(wake.wait(), RECHECK_SECONDS)
+                    quiet = 0.0
                 except TimeoutError:
-                    self.write(": keepalive\n\n")
+                    quiet += RECHECK_SECONDS
+                    if quiet >= KEEPALIVE_SECONDS:
+                        self.write(": keepalive\n\n")
+                        quiet = 0.0
         except StreamClosedError:
             return
         finally:

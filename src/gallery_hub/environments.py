@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from html import escape
 
-from gallery_common.image_labels import EnvironmentLabels, parse_labels
+from gallery_common.image_labels import MARKER_FILTER, EnvironmentLabels, parse_labels
 
 ENVIRONMENTS_PAGE = "/services/environments/"
 
@@ -39,6 +39,12 @@ def environments_from_images(images: list[dict]) -> list[Environment]:
     return sorted(found.values(), key=lambda e: (e.title.lower(), e.image))
 
 
+def built_environment_images(client) -> set[str]:
+    """Names of the built environments, asked of Docker through a docker-py client."""
+    images = client.api.images(filters={"label": MARKER_FILTER})
+    return {env.image for env in environments_from_images(images)}
+
+
 @dataclass(frozen=True)
 class Limits:
     mem_bytes: int
@@ -60,9 +66,7 @@ def _limit_text(value: float | None, unit: str) -> str:
     return f"{value:g} {unit}" if value else "default"
 
 
-def render_options_form(
-    environments: list[Environment], *, is_admin: bool, default: Limits
-) -> str:
+def render_options_form(environments: list[Environment], *, is_admin: bool, default: Limits) -> str:
     """The spawn page's choice of environment (radio cards named `image`)."""
     if not environments:
         hint = (
@@ -88,7 +92,7 @@ def render_options_form(
             f'data-image="{escape(env.image)}">'
             f'<input class="form-check-input flex-shrink-0" type="radio" name="image" '
             f'id="environment-{index}" value="{escape(env.image)}" required{checked}>'
-            f'<span><strong>{escape(env.title)}</strong> '
+            f"<span><strong>{escape(env.title)}</strong> "
             f'<code class="ms-1">{escape(env.image)}</code><br>'
             f'<small class="text-muted"><a href="{repository}" target="_blank" '
             f'rel="noopener noreferrer">{repository}</a> · '

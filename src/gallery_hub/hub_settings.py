@@ -7,7 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gallery_common.settings import SettingError, env_bool, env_bytes, env_float, env_str
+from gallery_common.settings import (
+    SettingError,
+    env_bool,
+    env_bytes,
+    env_float,
+    env_int,
+    env_str,
+)
 from gallery_hub.admin_password import MIN_PASSWORD_LENGTH
 
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -27,6 +34,13 @@ class HubSettings:
     default_mem_limit: int
     default_cpu_limit: float
     singleuser_image: str
+    gallery_file: Path
+    thumbnails_dir: Path
+    idle_timeout_s: int
+    max_age_s: int
+    max_servers: int
+    max_servers_per_visitor: int
+    launches_per_minute: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> HubSettings:
@@ -62,6 +76,15 @@ class HubSettings:
             singleuser_image=env_str(
                 env, "GALLERY_SINGLEUSER_IMAGE", "neurolang-gallery/singleuser:latest"
             ),
+            gallery_file=Path(env_str(env, "GALLERY_FILE_PATH", "/srv/gallery/gallery.yaml")),
+            thumbnails_dir=Path(env_str(env, "GALLERY_THUMBNAILS_PATH", "/srv/gallery/thumbnails")),
+            idle_timeout_s=env_int(env, "GALLERY_IDLE_TIMEOUT", 600, minimum=10),
+            max_age_s=env_int(env, "GALLERY_MAX_AGE", 14400, minimum=60),
+            max_servers=env_int(env, "GALLERY_MAX_SERVERS", 20, minimum=1),
+            max_servers_per_visitor=env_int(
+                env, "GALLERY_MAX_SERVERS_PER_VISITOR", 3, minimum=1, maximum=20
+            ),
+            launches_per_minute=env_int(env, "GALLERY_LAUNCHES_PER_MINUTE", 10, minimum=1),
         )
 
 

@@ -6,6 +6,8 @@ Every user container is unprivileged and limited, gets the gallery data volume
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Integer, Unicode, default
@@ -18,6 +20,8 @@ from gallery_hub.environments import (
     limits_for,
     render_options_form,
 )
+from gallery_hub.gallery_handlers import is_visitor
+from gallery_hub.gallery_source import gallery_source
 
 
 class GallerySpawner(DockerSpawner):
@@ -67,6 +71,16 @@ class GallerySpawner(DockerSpawner):
             default=spawner.default_limits(),
         )
 
+    gallery_file = Unicode(
+        "/srv/gallery/gallery.yaml",
+        config=True,
+        help="The gallery file; temporary visitors may start only its examples' images.",
+    )
+
+    def gallery_images(self) -> set[str]:
+        gallery = gallery_source(Path(self.gallery_file)).current()
+        return {example.image_name for example in gallery.examples.values()}
+
     def environments(self) -> list[Environment]:
         """The built environments, read from the images' labels."""
         return environments_from_images(self.client.images(filters={"label": MARKER_FILTER}))
@@ -78,6 +92,14 @@ class GallerySpawner(DockerSpawner):
                 mem_bytes=int(self.mem_limit or 0), cpu=float(self.cpu_limit or 0)
             )
         return self._configured_limits
+
+    async def check_allowed(self, image):
+        """Only built environments; the error says so and lists them."""
+        allowed = self._get_allowed_images()
+        if image not in allowed:
+            built = ", ".join(sorted(allowed)) or "none yet"
+            raise web.HTTPError(400, f"Image {image} is not a built environment (built: {built})")
+        return allowed[image]
 
     async def start(self):
         image = self.user_options.get("image")
@@ -91,6 +113,8 @@ class GallerySpawner(DockerSpawner):
                 )
             image = environments[0].image
             self.user_options = {**self.user_options, "image": image}
+        if is_visitor(self.user) and image not in self.gallery_images():
+            raise web.HTTPError(403, "Gallery visitors may start only the gallery's examples")
         defaults = self.default_limits()  # read before this start changes mem/cpu_limit
         self.image = await self.check_allowed(image)
         inspect = await self.docker("inspect_image", self.image)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from .hub_login import login
 
@@ -98,6 +99,10 @@ def remove_leftover_projects() -> None:
     for project in sorted(set(ps.stdout.split())):
         if project.startswith(PROJECT_PREFIX):
             run(["docker", "compose", "-p", project, "down", "-v", "--remove-orphans"], check=False)
+    # Containers the tests started themselves (git server, user servers), by name.
+    stray = run(["docker", "ps", "-aq", "--filter", f"name={PROJECT_PREFIX}"], check=False)
+    for container in stray.stdout.split():
+        run(["docker", "rm", "-f", container], check=False)
     for kind in ("network", "volume"):
         listing = run(
             ["docker", kind, "ls", "-q", "--filter", f"name={PROJECT_PREFIX}"], check=False
@@ -139,6 +144,22 @@ class Stack:
             time.sleep(2)
         raise AssertionError(f"services not healthy after {timeout}s: {states}")
 
+    @contextlib.contextmanager
+    def hub_settings(self, **settings: str):
+        """Run the hub with some settings changed (recreates the hub container only)."""
+        saved = {name: self.env.get(name) for name in settings}
+        self.env.update(settings)
+        try:
+            self.compose("up", "-d", "--wait", "hub", timeout=300)
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    self.env.pop(name, None)
+                else:
+                    self.env[name] = value
+            self.compose("up", "-d", "--wait", "hub", timeout=300)
+
     def hub_state_secrets(self) -> dict[str, str]:
         """Every secret file on the hub state volume, read inside the hub container."""
         out = self.compose(
@@ -160,6 +181,44 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
+TEST_GALLERY = {
+    "examples": {
+        "demo": {
+            "title": "Demo notebook",
+            "description": "A one-cell notebook that computes the answer.",
+            "path": "app.ipynb",
+            "repo_url": "https://git.example.invalid/demo",
+            "image_name": "gallery-demo:main",
+            "image_url": "difumo.svg",
+        },
+        "pyapp": {
+            "title": "Demo script",
+            "description": "A Python script rendered by Voila.",
+            "path": "app.py",
+            "repo_url": "https://git.example.invalid/demo",
+            "image_name": "gallery-demo:main",
+            "image_url": "vwfa.svg",
+            "view": "notebook",
+        },
+        "unbuilt": {
+            "title": "Not built yet",
+            "description": "Its image does not exist.",
+            "path": "app.ipynb",
+            "repo_url": "https://git.example.invalid/none",
+            "image_name": "not-built:v1",
+            "image_url": "hbm.svg",
+        },
+    }
+}
+
+
+def write_test_gallery(artifacts: Path) -> Path:
+    """The gallery file the test stack serves (tests edit it in place)."""
+    path = artifacts / "gallery-e2e.yaml"
+    path.write_text(yaml.safe_dump(TEST_GALLERY, sort_keys=False))
+    return path
+
+
 @contextlib.contextmanager
 def running_stack(artifacts: Path, dump_logs: Callable[[], bool] = lambda: False):
     """Build and start the stack under a fresh project; always remove it afterwards."""
@@ -172,6 +231,7 @@ def running_stack(artifacts: Path, dump_logs: Callable[[], bool] = lambda: False
         "GALLERY_HTTPS_PORT": str(https_port),
         "GALLERY_BIND_ADDRESS": "127.0.0.1",
         "GALLERY_ADMIN_PASSWORD": "",  # let the hub generate one: the tests read it once
+        "GALLERY_FILE": str(write_test_gallery(artifacts)),
     }
     the_stack = Stack(
         project=f"{PROJECT_PREFIX}{secrets.token_hex(3)}",

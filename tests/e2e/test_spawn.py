@@ -140,7 +140,7 @@ def test_the_api_refuses_an_image_that_is_not_an_environment(stack, admin_token,
             stack, admin_token, "POST", "/users/e2e-api/server", json={"image": image}
         )
         assert response.status_code == 400, (image, response.text)
-        assert "not an allowed image" in response.text or "not allowed" in response.text
+        assert f"Image {image} is not a built environment" in response.json()["message"]
     assert not docker("ps", "-aq", "--filter", f"name={stack.project}-user-e2e-api")
 
 

@@ -1,0 +1,775 @@
+"""`build-image`: build environment images from the command line, as the builder service does.
+
+    build-image --repo URL|PATH [--ref REF] [--name NAME] [--memory GB] [--cpu N] [--force]
+    build-image --file [GALLERY_FILE] [--force]
+
+A build here is a build of the service: the same request validation (with the configured
+limits and the stack's own hosts refused), the same BuildRunner (repo2docker through the
+configured engine, the same labels and image names, reuse of an image already built from the
+resolved commit), and the same BuildQueue driving the same sqlite BuildStore. So the record
+goes QUEUED -> BUILDING -> BUILT / FAILED with its log, and the image shows up on the
+Environments page and API and on the spawn page like any other.
+
+Only here may the repository be a local directory (never through the web API). It must be a
+git repository: it is built through a `file://` URL, so exactly the commit the ref names is
+built and labelled, never uncommitted changes.
+
+Exit status: 0 when every image is built (or reused), 1 when one failed, 2 for bad arguments
+(nothing is built then), 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+from gallery_builder.build_queue import BuildQueue, Runner
+from gallery_builder.build_request import (
+    BuildRequest,
+    Resolver,
+    ValidationError,
+    derive_name,
+    image_name,
+    parse_build_request,
+    validate_cpu,
+    validate_memory_gb,
+    validate_name,
+    validate_ref,
+)
+from gallery_builder.build_runner import BuildRunner, RunOutcome
+from gallery_builder.build_store import TERMINAL_STATES, BuildRecord, BuildState, BuildStore
+from gallery_builder.builder_settings import STACK_HOSTS, BuilderSettings
+from gallery_builder.docker_images import DockerImages
+from gallery_common.gallery_file import GalleryFileError, load_gallery
+from gallery_common.settings import SettingError
+
+PROG = "build-image"
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+STORE_FILE = "builds.sqlite"
+STATE_DIR_ENV = "GALLERY_BUILDER_STATE_DIR"
+USER_DATA_DIR = "neurolang-gallery"
+# Where compose mounts the gallery file into the hub and the builder.
+CONTAINER_GALLERY_FILE = Path("/srv/gallery/gallery.yaml")
+# GALLERY_FILE_PATH: the path inside a container (as the hub reads it); GALLERY_FILE: the
+# host path compose mounts, which is also the right one when running on the host.
+GALLERY_FILE_ENVS = ("GALLERY_FILE_PATH", "GALLERY_FILE")
+DEFAULT_GALLERY_FILE = Path("gallery.yaml")
+
+# Request fields (as ValidationError.field names them) -> option, and -> gallery file key.
+_OPTIONS = {
+    "repository": "--repo",
+    "ref": "--ref",
+    "name": "--name",
+    "memory": "--memory",
+    "cpu": "--cpu",
+}
+_GALLERY_KEYS = {"repository": "repo"}  # the other keys are the same
+# How a --repo value that is not an existing directory still says "I am a path".
+_PATH_PREFIXES = ("/", "./", "../", "~")
+_USE_DEFAULT_FILE = object()  # `--file` given without a path
+
+T = TypeVar("T")
+
+
+class UsageError(Exception):
+    """A bad argument; `where` names it (an option, or a place in the gallery file)."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}")
+        self.where = where
+        self.message = message
+
+
+class StoreError(Exception):
+    """The build store cannot be opened."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One image to build: its validated request, and how to name it in an error."""
+
+    request: BuildRequest
+    where: str
+    local: Path | None = None  # the repository directory, for a local build
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """How one image's build ended, for the summary line and --json."""
+
+    id: str | None
+    name: str
+    image: str
+    state: str
+    reused: bool
+    commit: str | None
+    seconds: float
+    reason: str | None
+
+    @property
+    def ok(self) -> bool:
+        """True when the image exists now (built or reused)."""
+        return self.state == BuildState.BUILT.value
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as a JSON object (one element of the --json array)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "image": self.image,
+            "state": self.state,
+            "reused": self.reused,
+            "commit": self.commit,
+            "seconds": round(self.seconds, 3),
+            "reason": self.reason,
+        }
+
+    def summary(self) -> str:
+        """One human line: what happened to the image, how long it took, and why if it failed."""
+        short = (self.commit or "?")[:7]
+        if self.ok and self.reused:
+            return f"reused {self.image} in {self.seconds:.1f} s (commit {short} was already built)"
+        if self.ok:
+            return f"built {self.image} in {self.seconds:.1f} s (commit {short})"
+        reason = self.reason or "no reason given"
+        return f"{self.state} {self.image} after {self.seconds:.1f} s: {reason}"
+
+
+# --- arguments ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `build-image`."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Build environment images like the builder service does: same validation, "
+            "labels, image names and build records, so they appear on the Environments page."
+        ),
+        epilog="Exit status: 0 all built or reused, 1 a build failed, 2 bad arguments.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--repo",
+        metavar="URL|PATH",
+        help="git URL, or a local git repository directory, to build one image from",
+    )
+    source.add_argument(
+        "--file",
+        nargs="?",
+        const=_USE_DEFAULT_FILE,
+        metavar="PATH",
+        help=(
+            "build every image under `images:` of a gallery file (default: $GALLERY_FILE_PATH, "
+            f"$GALLERY_FILE, {CONTAINER_GALLERY_FILE} if present, else ./gallery.yaml)"
+        ),
+    )
+    parser.add_argument("--ref", help="branch, tag or commit (default: the default branch)")
+    parser.add_argument("--name", help="environment name (default: from the repository)")
+    parser.add_argument("--memory", metavar="GB", help="memory limit of its servers, in GB")
+    parser.add_argument("--cpu", metavar="N", help="CPU limit of its servers, in cores")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="build even when an image of the same commit exists (default: reuse it)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the results as a JSON array on stdout; the log goes to stderr",
+    )
+    records = parser.add_mutually_exclusive_group()
+    records.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help=(
+            "where the build records are (builds.sqlite; default: the builder's state dir "
+            f"when configured or present, else ~/.local/share/{USER_DATA_DIR})"
+        ),
+    )
+    records.add_argument(
+        "--no-record",
+        action="store_true",
+        help="keep no build records (the images are still labelled and listed by the hub)",
+    )
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse `argv`; argparse exits with status 2 and a usage message on bad arguments."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.file is not None:
+        for option in ("ref", "name", "memory", "cpu"):
+            if getattr(args, option) is not None:
+                # Each image of the file has its own; silently ignoring one would surprise.
+                parser.error(f"argument --{option}: not allowed with argument --file")
+    return args
+
+
+# --- validation -----------------------------------------------------------------------------
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.startswith(_PATH_PREFIXES) or text in (".", "..")
+
+
+def local_directory(text: object, base: Path) -> Path | None:
+    """The directory a repository value names, or None when it is to be read as a URL.
+
+    An existing directory is local; so is anything written like a path (/x, ./x, ~/x), which
+    then fails as "no such directory" rather than as a strange URL. Relative paths are
+    relative to `base`.
+    """
+    if not isinstance(text, str) or not text.strip():
+        return None
+    stripped = text.strip()
+    path = Path(stripped).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    return path if path.is_dir() or _looks_like_path(stripped) else None
+
+
+def is_git_repository(path: Path) -> bool:
+    """True for a working tree (with .git, a directory or a file) or a bare repository."""
+    return (path / ".git").exists() or ((path / "HEAD").is_file() and (path / "objects").is_dir())
+
+
+def local_repository_url(path: Path) -> str:
+    """The file:// URL git and repo2docker get for a local repository; else ValidationError."""
+    if any(not ch.isprintable() for ch in str(path)):
+        raise ValidationError("repository", "the path must not contain control characters")
+    if not path.is_dir():
+        raise ValidationError("repository", f"no such directory: {path}")
+    real = path.resolve()
+    if not is_git_repository(real):
+        raise ValidationError(
+            "repository",
+            f"{real} is not a git repository; images are built from a commit "
+            "(git init, git add and git commit first)",
+        )
+    # A URL, not the path: repo2docker then clones the commit instead of using the working
+    # tree as it is, so the image holds exactly what its commit label says.
+    return real.as_uri()
+
+
+def validate_fields(
+    fields: Mapping[str, Any],
+    *,
+    settings: BuilderSettings,
+    base: Path,
+    resolve: Resolver,
+) -> tuple[BuildRequest, Path | None]:
+    """A BuildRequest (and the local directory, if any) from request fields, as the API does.
+
+    `fields` has the API's keys (repository, ref, name, memory, cpu). A local directory skips
+    the URL checks; every other field is validated exactly as parse_build_request does.
+    """
+    local = local_directory(fields.get("repository"), base)
+    if local is None:
+        request = parse_build_request(
+            fields,
+            max_memory_gb=settings.max_memory_gb,
+            max_cpu=settings.max_cpu,
+            allow_private=settings.allow_private_repositories,
+            blocked_hosts=STACK_HOSTS,
+            resolve=resolve,
+        )
+        return request, None
+    repository = local_repository_url(local)
+    ref = validate_ref(fields.get("ref"))
+    raw_name = fields.get("name")
+    name = derive_name(repository) if not (raw_name or "").strip() else validate_name(raw_name)
+    request = BuildRequest(
+        repository=repository,
+        ref=ref,
+        name=name,
+        memory_gb=validate_memory_gb(fields.get("memory"), maximum=settings.max_memory_gb),
+        cpu=validate_cpu(fields.get("cpu"), maximum=settings.max_cpu),
+    )
+    return request, local.resolve()
+
+
+def target_from_options(
+    args: argparse.Namespace, settings: BuilderSettings, resolve: Resolver
+) -> Target:
+    """The one image --repo asks for; UsageError naming the option that is wrong."""
+    fields = {
+        "repository": args.repo,
+        "ref": args.ref,
+        "name": args.name,
+        "memory": args.memory,
+        "cpu": args.cpu,
+    }
+    try:
+        request, local = validate_fields(
+            fields, settings=settings, base=Path.cwd(), resolve=resolve
+        )
+    except ValidationError as e:
+        raise UsageError(_OPTIONS.get(e.field, e.field), e.message) from None
+    return Target(request, where="--name", local=local)
+
+
+def default_gallery_file(env: Mapping[str, str]) -> Path:
+    """The configured gallery file: see the --file help."""
+    for variable in GALLERY_FILE_ENVS:
+        value = env.get(variable, "").strip()
+        if value:
+            return Path(value)
+    return CONTAINER_GALLERY_FILE if CONTAINER_GALLERY_FILE.is_file() else DEFAULT_GALLERY_FILE
+
+
+def targets_from_file(path: Path, settings: BuilderSettings, resolve: Resolver) -> list[Target]:
+    """Every image under `images:` of the gallery file; UsageError naming the entry and key."""
+    try:
+        gallery = load_gallery(path)
+    except GalleryFileError as e:
+        raise UsageError(f"--file: {path}", str(e)) from None
+    targets = []
+    for spec in gallery.images.values():
+        fields = {
+            "repository": spec.repo,
+            "ref": spec.ref,
+            "name": spec.name,
+            "memory": spec.memory,
+            "cpu": spec.cpu,
+        }
+        entry = f"--file: {path}: images.{spec.name}"
+        try:
+            # Local paths in the file are relative to the file, like its thumbnails are.
+            request, local = validate_fields(
+                fields, settings=settings, base=path.parent, resolve=resolve
+            )
+        except ValidationError as e:
+            raise UsageError(f"{entry}.{_GALLERY_KEYS.get(e.field, e.field)}", e.message) from None
+        targets.append(Target(request, where=entry, local=local))
+    return targets
+
+
+def collect_targets(
+    args: argparse.Namespace,
+    settings: BuilderSettings,
+    env: Mapping[str, str],
+    resolve: Resolver,
+) -> list[Target]:
+    """The validated images the arguments ask for; UsageError if any argument is wrong."""
+    if args.repo is not None:
+        return [target_from_options(args, settings, resolve)]
+    path = default_gallery_file(env) if args.file is _USE_DEFAULT_FILE else Path(args.file)
+    return targets_from_file(path, settings, resolve)
+
+
+def check_names(targets: Sequence[Target], store: BuildStore) -> None:
+    """Refuse, as the API does (409 there), a name another repository already uses."""
+    for target in targets:
+        request = target.request
+        owner = store.latest_for_name(request.name)
+        if owner is not None and owner.repository != request.repository:
+            raise UsageError(
+                target.where, f"the name {request.name!r} is already used by {owner.repository}"
+            )
+
+
+# --- build records --------------------------------------------------------------------------
+
+
+def default_state_dir(env: Mapping[str, str], settings: BuilderSettings) -> Path:
+    """The builder's state dir when configured or present (in its container), else per user.
+
+    On a host without the builder, records go to $XDG_DATA_HOME/neurolang-gallery (by
+    default ~/.local/share/neurolang-gallery).
+    """
+    if env.get(STATE_DIR_ENV, "").strip() or settings.state_dir.is_dir():
+        return settings.state_dir
+    data_home = env.get("XDG_DATA_HOME", "").strip()
+    if data_home and Path(data_home).is_absolute():
+        return Path(data_home) / USER_DATA_DIR
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    return home / ".local" / "share" / USER_DATA_DIR
+
+
+def open_store(path: Path) -> BuildStore:
+    """The BuildStore at `path`, its directory created private if missing; else StoreError."""
+    try:
+        # Only the leaf is made private: the parents (~/.local/share) are not ours to change.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return BuildStore(path)
+    except (OSError, sqlite3.Error, RuntimeError) as e:
+        raise StoreError(f"cannot use the build store {path}: {e}") from e
+
+
+# --- local repositories ---------------------------------------------------------------------
+
+
+def _git_quote(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def user_git_configs(env: Mapping[str, str]) -> list[str]:
+    """The global git config files git would read for this user (they may not exist)."""
+    configured = env.get("GIT_CONFIG_GLOBAL", "").strip()
+    if configured:
+        return [configured]
+    home = env.get("HOME", "").strip()
+    if not home:
+        return []
+    xdg = env.get("XDG_CONFIG_HOME", "").strip() or f"{home}/.config"
+    return [f"{xdg}/git/config", f"{home}/.gitconfig"]
+
+
+def git_config_text(directories: Sequence[Path], env: Mapping[str, str]) -> str:
+    """A global git config: the user's own (included), plus trust in `directories`.
+
+    git refuses to read a repository another user owns ("dubious ownership"), which a
+    directory mounted into the builder container usually is; safe.directory is honoured
+    only in global config, so this file is given to git as GIT_CONFIG_GLOBAL.
+    """
+    lines = ["# Written by build-image for one run, and removed after it.", "[include]"]
+    lines += [f"\tpath = {_git_quote(path)}" for path in user_git_configs(env)]
+    lines.append("[safe]")
+    for directory in directories:
+        lines.append(f"\tdirectory = {_git_quote(str(directory))}")
+        lines.append(f"\tdirectory = {_git_quote(str(directory / '.git'))}")
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def child_environment(targets: Sequence[Target], env: Mapping[str, str]) -> Iterator[dict]:
+    """The environment for git and repo2docker: `env`, trusting the local repositories."""
+    local = sorted({target.local for target in targets if target.local is not None})
+    if not local:
+        yield dict(env)
+        return
+    with tempfile.TemporaryDirectory(prefix="build-image-") as directory:
+        config = Path(directory) / "gitconfig"
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(git_config_text(local, env))
+        yield {**env, "GIT_CONFIG_GLOBAL": str(config)}
+
+
+# --- building -------------------------------------------------------------------------------
+
+
+class ForcedBuildRunner(BuildRunner):
+    """A BuildRunner that never reuses an existing image (--force).
+
+    It builds into the runner's temporary tag and publishes over the old image like a build
+    of a new commit. Overrides BuildRunner's reuse check until the runner has its own switch.
+    """
+
+    async def _reusable(self, image: str, request: BuildRequest, commit: str) -> bool:
+        return False
+
+
+def make_runner(settings: BuilderSettings, *, force: bool, base_env: Mapping[str, str]) -> Runner:
+    """The service's runner: same engine, default repo2docker, labels and image names."""
+    runner_class = ForcedBuildRunner if force else BuildRunner
+    return runner_class(images=DockerImages(), engine=settings.engine, base_env=base_env)
+
+
+class EchoingRunner:
+    """Hands every log line to `echo` as well as to the queue (which stores it).
+
+    Also tells `notify` when a run is over, so the caller knows the build is done.
+    """
+
+    def __init__(
+        self, runner: Runner, echo: Callable[[str], None], notify: Callable[[str], None]
+    ) -> None:
+        """Wrap `runner`."""
+        self._runner = runner
+        self._echo = echo
+        self._notify = notify
+        self.active: set[str] = set()
+
+    async def run(
+        self, build_id: str, request: BuildRequest, emit: Callable[[str], None]
+    ) -> RunOutcome:
+        """Run the wrapped runner, echoing each line it emits."""
+
+        def both(line: str) -> None:
+            self._echo(line)
+            emit(line)
+
+        self.active.add(build_id)
+        try:
+            return await self._runner.run(build_id, request, both)
+        finally:
+            self.active.discard(build_id)
+            self._notify(build_id)
+
+
+def result_for(
+    record: BuildRecord | None, fallback: BuildRecord, seconds: float, *, recorded: bool
+) -> BuildResult:
+    """The result of a finished build from its record (gone if someone deleted it)."""
+    if record is None:
+        record = fallback
+        state, reason = BuildState.FAILED.value, "the build record was deleted while it ran"
+    else:
+        state, reason = record.state.value, record.reason
+    return BuildResult(
+        id=record.id if recorded else None,
+        name=record.name,
+        image=record.image,
+        state=state,
+        reused=record.reused,
+        commit=record.resolved_commit,
+        seconds=seconds,
+        reason=reason,
+    )
+
+
+class Builder:
+    """Builds targets one after the other through a BuildQueue, as the service does."""
+
+    def __init__(
+        self,
+        store: BuildStore,
+        runner: Runner,
+        *,
+        timeout_s: float,
+        echo: Callable[[str], None],
+        recorded: bool = True,
+    ) -> None:
+        """Build with `runner`, recording in `store`; log lines go to `echo`."""
+        self.store = store
+        self.recorded = recorded
+        self._changed = asyncio.Event()
+        self.runner = EchoingRunner(runner, echo, self._notify)
+        self.queue = BuildQueue(
+            store, self.runner, concurrency=1, timeout_s=timeout_s, on_event=self._notify
+        )
+
+    def _notify(self, build_id: str) -> None:
+        self._changed.set()
+
+    async def build_all(
+        self, targets: Sequence[Target], report: Callable[[BuildResult], None]
+    ) -> list[BuildResult]:
+        """Build each target in turn; `report` gets each result as soon as it is known."""
+        self.queue.start()
+        results = []
+        try:
+            for target in targets:
+                result = await self.build(target)
+                report(result)
+                results.append(result)
+        finally:
+            await self.queue.stop()
+        return results
+
+    async def build(self, target: Target) -> BuildResult:
+        """Record, queue and wait for one build; Ctrl-C cancels it (recorded CANCELLED)."""
+        request = target.request
+        image = image_name(request.name, request.ref or "latest")
+        started = time.monotonic()
+        try:
+            record = self.store.create(
+                name=request.name,
+                image=image,
+                repository=request.repository,
+                ref=request.ref,
+                memory_gb=request.memory_gb,
+                cpu=request.cpu,
+            )
+        except ValueError as e:  # e.g. a token in the URL: records never hold one
+            return BuildResult(None, request.name, image, "failed", False, None, 0.0, str(e))
+        self.queue.submit(record.id, request)
+        try:
+            final = await self._finished(record.id)
+        except asyncio.CancelledError:
+            await self.queue.cancel(record.id)  # kills repo2docker, records CANCELLED
+            raise
+        return result_for(final, record, time.monotonic() - started, recorded=self.recorded)
+
+    async def _finished(self, build_id: str) -> BuildRecord | None:
+        """The final record, once the build has ended and its run is over."""
+        while True:
+            self._changed.clear()
+            record = self.store.get(build_id)
+            ended = record is None or record.state in TERMINAL_STATES
+            if ended and build_id not in self.runner.active:
+                return record
+            await self._changed.wait()
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def writer(stream: Callable[[], TextIO]) -> Callable[[str], None]:
+    """Write text to the stream `stream()` returns now, flushed; a closed pipe is ignored."""
+
+    def write(text: str) -> None:
+        try:
+            out = stream()
+            out.write(text)
+            out.flush()
+        except (OSError, ValueError):
+            pass  # the reader went away (e.g. `| head`); the build and its record go on
+
+    return write
+
+
+def tally(results: Sequence[BuildResult]) -> str:
+    """The closing line after several images: how many were built, reused and failed."""
+    built = sum(r.ok and not r.reused for r in results)
+    reused = sum(r.ok and r.reused for r in results)
+    failed = len(results) - built - reused
+    return f"{len(results)} images: {built} built, {reused} reused, {failed} failed"
+
+
+async def stoppable(work: Coroutine[Any, Any, T]) -> T:
+    """Await `work`; SIGTERM (docker stop, kill) cancels it like Ctrl-C does.
+
+    Without this, SIGTERM would end the process at once, leaving the build recorded as
+    running and repo2docker (in its own process group) running on.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    try:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    except (NotImplementedError, RuntimeError, ValueError):
+        return await work  # not the main thread, or no signals here: nothing to catch
+    try:
+        return await work
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _fail_usage(error: Exception) -> int:
+    print(f"{PROG}: {error}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    runner: Runner | None = None,
+    store: BuildStore | None = None,
+    env: Mapping[str, str] | None = None,
+    resolve: Resolver = socket.getaddrinfo,
+) -> int:
+    """Run `build-image` with `argv` (default: sys.argv[1:]); return the exit status.
+
+    `runner` and `store` replace the real BuildRunner and BuildStore (tests pass fakes; a
+    passed store is not closed), `env` replaces os.environ, `resolve` the DNS lookup.
+    """
+    env = os.environ if env is None else env
+    try:
+        args = parse_args(argv)
+    except SystemExit as e:  # argparse has printed the usage message
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
+    try:
+        settings = BuilderSettings.from_env(env)
+        targets = collect_targets(args, settings, env, resolve)
+    except (UsageError, SettingError) as e:
+        return _fail_usage(e)
+    say = writer(lambda: sys.stderr if args.json else sys.stdout)
+    try:
+        results = run_builds(args, settings, targets, env=env, runner=runner, store=store, say=say)
+    except UsageError as e:
+        return _fail_usage(e)
+    except StoreError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print(f"{PROG}: interrupted; the running build was cancelled", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if len(results) > 1:
+        say(tally(results) + "\n")
+    if args.json:
+        writer(lambda: sys.stdout)(json.dumps([r.to_json() for r in results], indent=2) + "\n")
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
+def run_builds(
+    args: argparse.Namespace,
+    settings: BuilderSettings,
+    targets: Sequence[Target],
+    *,
+    env: Mapping[str, str],
+    runner: Runner | None,
+    store: BuildStore | None,
+    say: Callable[[str], None],
+) -> list[BuildResult]:
+    """Open the store, check the names, build every target; the log and summaries go to `say`.
+
+    Raises UsageError (a name taken by another repository: nothing is built), StoreError,
+    and KeyboardInterrupt / CancelledError when interrupted (the running build is cancelled).
+    """
+    if not targets:
+        say(f"{PROG}: the gallery file lists no images; nothing to build\n")
+    with ExitStack() as stack:
+        if store is None:
+            store = _open_own_store(args, env, settings, stack, say)
+        check_names(targets, store)
+        if runner is None:
+            base_env = stack.enter_context(child_environment(targets, env))
+            runner = make_runner(settings, force=args.force, base_env=base_env)
+            stack.callback(_close_images, runner)
+        builder = Builder(
+            store, runner, timeout_s=settings.timeout_s, echo=say, recorded=not args.no_record
+        )
+
+        def report(result: BuildResult) -> None:
+            say(result.summary() + "\n")
+
+        return asyncio.run(stoppable(builder.build_all(targets, report)))
+
+
+def _open_own_store(
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    settings: BuilderSettings,
+    stack: ExitStack,
+    say: Callable[[str], None],
+) -> BuildStore:
+    """The store the options ask for, closed (and, with --no-record, deleted) by `stack`."""
+    if args.no_record:
+        # The queue needs a store: a throwaway one keeps the code path the same.
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="build-image-")))
+        path = directory / STORE_FILE
+    else:
+        path = (args.state_dir or default_state_dir(env, settings)) / STORE_FILE
+    store = open_store(path)
+    stack.callback(store.close)
+    if not args.no_record:
+        say(f"{PROG}: recording builds in {path}\n")
+    return store
+
+
+def _close_images(runner: Runner) -> None:
+    images = getattr(runner, "images", None)
+    if isinstance(images, DockerImages):
+        images.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""gallery.yaml: the images to build and the examples the gallery shows.
+
+    images:                      # what `build-image --file` builds
+      <name>: {repo, ref, cpu, memory}
+    examples:                    # the cards of the public gallery
+      <id>: {title, description, path, repo_url, image_name, image_url, view}
+
+Every error names the entry and the key, e.g. `examples.destrieux.path: ...`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+EXAMPLE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+IMAGE_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+VIEWS = ("voila", "notebook")
+_IMAGE_KEYS = {"repo", "ref", "cpu", "memory"}
+_EXAMPLE_KEYS = {"title", "description", "path", "repo_url", "image_name", "image_url", "view"}
+
+
+class GalleryFileError(ValueError):
+    """gallery.yaml is not usable; `where` is the dotted location of the problem."""
+
+    def __init__(self, where: str, problem: str):
+        self.where = where
+        super().__init__(f"{where}: {problem}" if where else problem)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    name: str
+    repo: str
+    ref: str | None
+    cpu: float | None
+    memory: float | None  # GB
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    title: str
+    description: str
+    path: str
+    repo_url: str
+    image_name: str
+    image_url: str
+    view: str = "voila"
+
+
+@dataclass(frozen=True)
+class Gallery:
+    images: dict[str, ImageSpec]
+    examples: dict[str, Example]
+
+
+def load_gallery(path: Path) -> Gallery:
+    """Read and validate a gallery file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise GalleryFileError("", f"cannot read {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise GalleryFileError("", f"not valid YAML: {e}") from None
+    return parse_gallery(data)
+
+
+def parse_gallery(data: Any) -> Gallery:
+    """Validate the parsed YAML of a gallery file."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise GalleryFileError("", "the file must be a mapping with `images` and `examples`")
+    unknown = set(data) - {"images", "examples"}
+    if unknown:
+        raise GalleryFileError(sorted(map(str, unknown))[0], "unknown key")
+    images = {
+        name: _image(name, spec) for name, spec in _mapping(data.get("images"), "images").items()
+    }
+    examples = {
+        key: _example(key, spec) for key, spec in _mapping(data.get("examples"), "examples").items()
+    }
+    return Gallery(images, examples)
+
+
+def _mapping(value: Any, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise GalleryFileError(where, "must be a mapping of names to entries")
+    return value
+
+
+def _entry(value: Any, where: str, allowed: set[str]) -> dict:
+    if not isinstance(value, dict):
+        raise GalleryFileError(where, "must be a mapping")
+    unknown = set(value) - allowed
+    if unknown:
+        raise GalleryFileError(f"{where}.{sorted(map(str, unknown))[0]}", "unknown key")
+    return value
+
+
+def _image(name: Any, value: Any) -> ImageSpec:
+    where = f"images.{name}"
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise GalleryFileError(where, "names use a-z, 0-9, '.', '_' and '-' (max 63)")
+    spec = _entry(value, where, _IMAGE_KEYS)
+    ref = spec.get("ref")
+    if ref is not None and (not isinstance(ref, str) or not ref.strip()):
+        raise GalleryFileError(f"{where}.ref", "must be a branch, tag or commit")
+    return ImageSpec(
+        name=name,
+        repo=_text(spec, "repo", where),
+        ref=str(ref).strip() if ref is not None else None,
+        cpu=_positive(spec, "cpu", where),
+        memory=_positive(spec, "memory", where),
+    )
+
+
+def _example(key: Any, value: Any) -> Example:
+    where = f"examples.{key}"
+    if not isinstance(key, str) or not EXAMPLE_ID_PATTERN.match(key):
+        raise GalleryFileError(where, "ids use a-z, 0-9, '_' and '-' (max 63)")
+    spec = _entry(value, where, _EXAMPLE_KEYS)
+    image_name = _text(spec, "image_name", where)
+    if not IMAGE_NAME_PATTERN.match(image_name):
+        raise GalleryFileError(f"{where}.image_name", "expected <name>:<tag>, e.g. neuroweb:master")
+    view = spec.get("view", "voila")
+    if view not in VIEWS:
+        raise GalleryFileError(f"{where}.view", f"must be one of {', '.join(VIEWS)}")
+    return Example(
+        id=key,
+        title=_text(spec, "title", where),
+        description=_text(spec, "description", where, required=False),
+        path=_relative_path(spec, "path", where),
+        repo_url=_url(spec, "repo_url", where),
+        image_name=image_name,
+        image_url=_image_url(spec, where),
+        view=view,
+    )
+
+
+def _text(spec: dict, key: str, where: str, *, required: bool = True) -> str:
+    value = spec.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or not value.strip():
+        raise GalleryFileError(f"{where}.{key}", "is required (text)")
+    return value.strip()
+
+
+def _positive(spec: dict, key: str, where: str) -> float | None:
+    value = spec.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise GalleryFileError(f"{where}.{key}", "must be a number")
+    if not math.isfinite(value) or value <= 0:
+        raise GalleryFileError(f"{where}.{key}", "must be greater than zero")
+    return float(value)
+
+
+def _relative_path(spec: dict, key: str, where: str) -> str:
+    value = _text(spec, key, where)
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts or "\\" in value:
+        raise GalleryFileError(f"{where}.{key}", "must be a relative path inside the image")
+    return str(path)
+
+
+def _url(spec: dict, key: str, where: str) -> str:
+    value = _text(spec, key, where)
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise GalleryFileError(f"{where}.{key}", "must be an http(s) URL")
+    return value
+
+
+def _image_url(spec: dict, where: str) -> str:
+    """A thumbnail: an http(s) URL, or a file under the gallery's thumbnails folder."""
+    value = _text(spec, "image_url", where)
+    if value.startswith(("http://", "https://")):
+        return _url(spec, "image_url", where)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+\.(png|jpe?g|svg|gif|webp)", value):
+        raise GalleryFileError(
+            f"{where}.image_url", "must be an http(s) URL or a file name in gallery/thumbnails/"
+        )
+    return value

@@ -1,0 +1,26 @@
+"""An example is ready when its image is built, building while the builder works on it."""
+
+from gallery_common.gallery_file import Example
+from gallery_hub.gallery_state import CachedValue, example_state
+
+EXAMPLE = Example("demo", "Demo", "", "app.ipynb", "https://x.org", "demo:main", "d.svg")
+
+
+def test_states():
+    assert example_state(EXAMPLE, {"demo:main"}, set()) == "ready"
+    assert example_state(EXAMPLE, set(), {"demo:main"}) == "building"
+    assert example_state(EXAMPLE, {"other:v1"}, set()) == "not-built"
+
+
+def test_cached_value_keeps_the_last_good_value_when_the_source_fails():
+    answers = [{"a"}, RuntimeError("down")]
+
+    def fetch():
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    cache = CachedValue(fetch, max_age_s=0)
+    assert cache.get() == {"a"}
+    assert cache.get() == {"a"}
