@@ -145,7 +145,15 @@ c.JupyterHub.load_roles.extend(
         {
             "name": VISITOR_ROLE,
             "description": "Temporary gallery visitors: their own servers, nothing else.",
-            "scopes": ["servers!user", "access:servers!user", "read:users:name!user"],
+            # Their own servers, what a login needs (identify: name and groups), and the
+            # activity their servers report (the idle culler reads it).
+            "scopes": [
+                "servers!user",
+                "access:servers!user",
+                "read:users:name!user",
+                "read:users:groups!user",
+                "users:activity!user",
+            ],
         },
         {"name": "gallery-reader", "scopes": [READ_SCOPE], "services": ["gallery"]},
         {

@@ -19,7 +19,8 @@ from typing import Any
 import yaml
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-EXAMPLE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# Example ids name the visitor's JupyterHub server, so they follow its "safe slug" rule.
+EXAMPLE_ID_PATTERN = re.compile(r"^(?=.{1,30}$)[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 IMAGE_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 VIEWS = ("voila", "notebook")
 _IMAGE_KEYS = {"repo", "ref", "cpu", "memory"}
@@ -129,7 +130,9 @@ def _image(name: Any, value: Any) -> ImageSpec:
 def _example(key: Any, value: Any) -> Example:
     where = f"examples.{key}"
     if not isinstance(key, str) or not EXAMPLE_ID_PATTERN.match(key):
-        raise GalleryFileError(where, "ids use a-z, 0-9, '_' and '-' (max 63)")
+        raise GalleryFileError(
+            where, "ids start with a-z and use a-z, 0-9 and single '-' (max 30 characters)"
+        )
     spec = _entry(value, where, _EXAMPLE_KEYS)
     image_name = _text(spec, "image_name", where)
     if not IMAGE_NAME_PATTERN.match(image_name):

@@ -151,7 +151,7 @@ class LaunchHandler(GalleryBaseHandler):
             if user is None:
                 user = self.create_visitor()
                 self.set_login_cookie(user)
-            user.get_spawner(example.id, replace_failed=True)  # the named server's record
+            user.get_or_create_spawner(example.id, "", replace_failed=True)
             await self.spawn_single_user(user, example.id, options={"image": example.image_name})
         finally:
             self.gallery.launching -= 1
@@ -210,6 +210,6 @@ def gallery_handlers(gallery: GalleryContext) -> list[tuple]:
     kwargs = {"gallery": gallery}
     return [
         (r"/gallery", GalleryPageHandler, kwargs),
-        (r"/gallery/launch/([a-z0-9][a-z0-9_-]{0,62})", LaunchHandler, kwargs),
+        (r"/gallery/launch/([a-z0-9-]{1,30})", LaunchHandler, kwargs),
         (r"/gallery/thumbnails/(.*)", web.StaticFileHandler, {"path": gallery.thumbnails_dir}),
     ]

@@ -153,6 +153,9 @@ class Stack:
             self.compose("up", "-d", "--wait", "hub", timeout=300)
             yield
         finally:
+            # The hub is recreated below: keep this one's log for the record.
+            changed = "-".join(sorted(settings)).lower()
+            (ARTIFACTS / f"hub-log-with-{changed}.txt").write_text(self.logs("hub"))
             for name, value in saved.items():
                 if value is None:
                     self.env.pop(name, None)

@@ -200,7 +200,8 @@ def test_idle_examples_are_cleaned_up(stack, demo_image, admin_token):
         response = launch(session, stack, xsrf)
         assert response.status_code == 303, response.text
         visitor = VISITOR.search(response.headers["Location"]).group(0)
-        container = f"{stack.project}-user-{visitor}--demo"
+        # DockerSpawner escapes '-' in user names: match on the random part.
+        container = f"{visitor.removeprefix('gallery-')}--demo"
         deadline = time.monotonic() + 120
         while not docker("ps", "-q", "--filter", f"name={container}").strip():
             assert time.monotonic() < deadline, "the example never started"

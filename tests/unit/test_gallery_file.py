@@ -61,6 +61,8 @@ def test_defaults_and_values():
         ({"examples": {"demo": {**EXAMPLE, "image_url": "../x.png"}}}, "examples.demo.image_url"),
         ({"examples": {"demo": {**EXAMPLE, "view": "lab"}}}, "examples.demo.view"),
         ({"examples": {"Demo!": EXAMPLE}}, "examples.Demo!"),
+        ({"examples": {"with_underscore": EXAMPLE}}, "examples.with_underscore"),
+        ({"examples": {"a" * 31: EXAMPLE}}, "examples." + "a" * 31),
     ],
 )
 def test_errors_name_the_entry_and_key(data, where):
