@@ -51,7 +51,8 @@ class GalleryContext:
     max_servers: int
     max_servers_per_visitor: int
     thumbnails_dir: str
-    launching: int = 0
+    # (user, server) of launches under way: counted with the active servers, once each.
+    launching: set[tuple[str, str]] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -137,38 +138,39 @@ class LaunchHandler(GalleryBaseHandler):
 
         async with self.gallery.lock:  # count and reserve together: no overshoot
             refusal = capacity_refusal(
-                self.active_visitor_servers() + self.gallery.launching,
+                len(self.active_visitor_servers() | self.gallery.launching),
                 max_servers=self.gallery.max_servers,
                 visitor_servers=self.servers_of(user),
                 max_per_visitor=self.gallery.max_servers_per_visitor,
             )
             if refusal is None:
-                self.gallery.launching += 1
+                if user is None:  # created only once there is room: no orphaned visitors
+                    user = self.create_visitor()
+                    self.set_login_cookie(user)
+                reservation = (user.name, example.id)
+                self.gallery.launching.add(reservation)
         if refusal:
             await self.refuse(refusal, example)
             return
         try:
-            if user is None:
-                user = self.create_visitor()
-                self.set_login_cookie(user)
             user.get_or_create_spawner(example.id, "", replace_failed=True)
             await self.spawn_single_user(user, example.id, options={"image": example.image_name})
         finally:
-            self.gallery.launching -= 1
+            self.gallery.launching.discard(reservation)
         self.redirect(self.pending_url(user, example, view), status=303)
 
     def pending_url(self, user, example: Example, view: str) -> str:
         pending = url_path_join(self.hub.base_url, "spawn-pending", user.escaped_name, example.id)
         return url_concat(pending, {"next": landing_url(user, example, view)})
 
-    def active_visitor_servers(self) -> int:
-        return sum(
-            1
+    def active_visitor_servers(self) -> set[tuple[str, str]]:
+        return {
+            (user.name, name)
             for user in self.users.values()
             if is_visitor(user)
-            for spawner in user.spawners.values()
+            for name, spawner in user.spawners.items()
             if spawner.active
-        )
+        }
 
     def servers_of(self, user) -> int:
         if user is None:
