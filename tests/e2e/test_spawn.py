@@ -178,6 +178,15 @@ def test_a_user_container_cannot_reach_docker_or_the_stacks_internals(admin_serv
     assert "open" not in out, out
 
 
+def test_an_environment_in_use_cannot_be_deleted(stack, admin_token, environment, admin_server):
+    client = EnvironmentsClient(stack.base_url, admin_token)
+    build = next(e for e in client.list() if e["image"] == environment)
+    refused = client.request("DELETE", f"/{build['id']}")
+    assert refused.status_code == 409
+    assert "in use by 1 running server" in refused.json()["error"]
+    assert docker("image", "inspect", environment, check=False)
+
+
 def test_servers_survive_a_hub_restart(stack, admin_token, admin_password, admin_server):
     stack.compose("restart", "hub")
     stack.wait_healthy()
@@ -185,3 +194,24 @@ def test_servers_survive_a_hub_restart(stack, admin_token, admin_password, admin
     assert server["ready"] is True
     session = user_session(stack, admin_password)
     assert session.get(stack.url("/user/admin/api/status"), timeout=30).status_code == 200
+
+
+def test_a_server_whose_container_vanished_is_marked_stopped(stack, admin_token, environment):
+    started = hub_api(
+        stack, admin_token, "POST", "/users/e2e-api/servers/vanish", json={"image": environment}
+    )
+    assert started.status_code in (201, 202), started.text
+    deadline = time.monotonic() + 120
+    while (
+        not hub_api(stack, admin_token, "GET", "/users/e2e-api")
+        .json()["servers"]
+        .get("vanish", {})
+        .get("ready")
+    ):
+        assert time.monotonic() < deadline, "the server never became ready"
+        time.sleep(1)
+    docker("rm", "-f", f"{stack.project}-user-e2e-2dapi--vanish")
+    stack.compose("restart", "hub")
+    stack.wait_healthy()
+    servers = hub_api(stack, admin_token, "GET", "/users/e2e-api").json()["servers"]
+    assert not servers.get("vanish", {}).get("ready")
