@@ -60,7 +60,6 @@ c.GallerySpawner.network_name = settings.user_network
 # Container names: <project>-user-<name> (plus --<server> for named servers).
 c.GallerySpawner.prefix = f"{settings.project}-user"
 c.GallerySpawner.use_internal_ip = True
-c.GallerySpawner.image = settings.singleuser_image
 c.GallerySpawner.gallery_file = str(settings.gallery_file)
 c.GallerySpawner.mem_limit = settings.default_mem_limit
 c.GallerySpawner.cpu_limit = settings.default_cpu_limit
@@ -79,16 +78,28 @@ c.GallerySpawner.volumes = {
     }
 }
 
-# The environments service (the builder): an external JupyterHub service under
-# /services/environments/, logged in through the hub's OAuth. It lets in tokens with
-# the custom scope below (anyone in the group environment-managers) or with admin-ui
-# (JupyterHub admins: the admin role cannot be given extra scopes). Neither scope lets
-# the service do anything on the hub; its own token has no scopes at all.
+# Two services and their roles:
+# - environments (the builder): an external service under /services/environments/,
+#   logged in through the hub's OAuth. It lets in tokens with the custom scope below
+#   (anyone in the group environment-managers) or with admin-ui (JupyterHub admins: the
+#   admin role cannot be given extra scopes). Its own token has no scopes at all.
+# - the public gallery (/hub/gallery, / redirects there): pages added by the
+#   authenticator, temporary visitors with a narrow role, the idle culler limited to
+#   their group, and a token that may only list builds (for "building" cards).
 MANAGE_SCOPE = "custom:environments:manage"
 READ_SCOPE = "custom:environments:read"
 service_token, _ = read_or_create_secret(Path("/srv/service-tokens/environments-service-token"))
+gallery_token, _ = read_or_create_secret(Path("/srv/jupyterhub/state/gallery-service-token"))
+
+c.GalleryAuthenticator.gallery_settings = settings
+c.GalleryAuthenticator.gallery_token = gallery_token
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = lambda handler: (
+    settings.max_servers_per_visitor if is_visitor(handler.current_user) else 0
+)
 c.JupyterHub.custom_scopes = {
     MANAGE_SCOPE: {"description": "Add, rebuild, cancel and delete environments."},
+    READ_SCOPE: {"description": "List environments and builds."},
 }
 c.JupyterHub.services = [
     {
@@ -98,9 +109,26 @@ c.JupyterHub.services = [
         "api_token": service_token,
         "oauth_no_confirm": True,
         "oauth_client_allowed_scopes": [MANAGE_SCOPE, "admin-ui"],
-    }
+    },
+    {"name": "gallery", "api_token": gallery_token},
+    {
+        "name": "gallery-culler",
+        "command": [
+            sys.executable,
+            "-m",
+            "jupyterhub_idle_culler",
+            f"--timeout={settings.idle_timeout_s}",
+            f"--max-age={settings.max_age_s}",
+            f"--cull-every={max(5, min(60, settings.idle_timeout_s // 3))}",
+            "--remove-named-servers=True",
+            "--cull-users=True",
+        ],
+    },
 ]
-c.JupyterHub.load_groups = {"environment-managers": {"users": []}}
+c.JupyterHub.load_groups = {
+    "environment-managers": {"users": []},
+    VISITOR_GROUP: {"users": []},
+}
 c.JupyterHub.load_roles = [
     {
         "name": "environment-manager",
@@ -108,68 +136,33 @@ c.JupyterHub.load_roles = [
         "scopes": [MANAGE_SCOPE, "access:services!service=environments"],
         "groups": ["environment-managers"],
     },
+    {
+        "name": VISITOR_ROLE,
+        "description": "Temporary gallery visitors: their own servers, nothing else.",
+        # Their own servers, what a login needs (identify: name and groups), and the
+        # activity their servers report (the idle culler reads it).
+        "scopes": [
+            "servers!user",
+            "access:servers!user",
+            "read:users:name!user",
+            "read:users:groups!user",
+            "users:activity!user",
+        ],
+    },
+    {"name": "gallery-reader", "scopes": [READ_SCOPE], "services": ["gallery"]},
+    {
+        "name": "gallery-culler",
+        "description": "Stop idle visitors' servers and remove the visitors.",
+        "scopes": [
+            f"list:users!group={VISITOR_GROUP}",
+            f"read:users:activity!group={VISITOR_GROUP}",
+            f"read:servers!group={VISITOR_GROUP}",
+            f"delete:servers!group={VISITOR_GROUP}",
+            f"admin:users!group={VISITOR_GROUP}",
+        ],
+        "services": ["gallery-culler"],
+    },
 ]
-
-# The public gallery (/hub/gallery, / redirects there): pages added by the authenticator,
-# temporary visitors with a narrow role, and the idle culler limited to their group.
-gallery_token, _ = read_or_create_secret(Path("/srv/jupyterhub/state/gallery-service-token"))
-c.GalleryAuthenticator.gallery_settings = settings
-c.GalleryAuthenticator.gallery_token = gallery_token
-c.JupyterHub.allow_named_servers = True
-c.JupyterHub.named_server_limit_per_user = lambda handler: (
-    settings.max_servers_per_visitor if is_visitor(handler.current_user) else 0
-)
-c.JupyterHub.custom_scopes[READ_SCOPE] = {"description": "List environments and builds."}
-c.JupyterHub.services.extend(
-    [
-        # Holds the token the gallery pages use to ask the builder what is being built.
-        {"name": "gallery", "api_token": gallery_token},
-        {
-            "name": "gallery-culler",
-            "command": [
-                sys.executable,
-                "-m",
-                "jupyterhub_idle_culler",
-                f"--timeout={settings.idle_timeout_s}",
-                f"--max-age={settings.max_age_s}",
-                f"--cull-every={max(5, min(60, settings.idle_timeout_s // 3))}",
-                "--remove-named-servers=True",
-                "--cull-users=True",
-            ],
-        },
-    ]
-)
-c.JupyterHub.load_groups[VISITOR_GROUP] = {"users": []}
-c.JupyterHub.load_roles.extend(
-    [
-        {
-            "name": VISITOR_ROLE,
-            "description": "Temporary gallery visitors: their own servers, nothing else.",
-            # Their own servers, what a login needs (identify: name and groups), and the
-            # activity their servers report (the idle culler reads it).
-            "scopes": [
-                "servers!user",
-                "access:servers!user",
-                "read:users:name!user",
-                "read:users:groups!user",
-                "users:activity!user",
-            ],
-        },
-        {"name": "gallery-reader", "scopes": [READ_SCOPE], "services": ["gallery"]},
-        {
-            "name": "gallery-culler",
-            "description": "Stop idle visitors' servers and remove the visitors.",
-            "scopes": [
-                f"list:users!group={VISITOR_GROUP}",
-                f"read:users:activity!group={VISITOR_GROUP}",
-                f"read:servers!group={VISITOR_GROUP}",
-                f"delete:servers!group={VISITOR_GROUP}",
-                f"admin:users!group={VISITOR_GROUP}",
-            ],
-            "services": ["gallery-culler"],
-        },
-    ]
-)
 
 for extra_config in sorted(Path("/srv/jupyterhub/config.d").glob("*.py")):
     load_subconfig(str(extra_config))

@@ -8,7 +8,6 @@ import os
 import time
 from pathlib import Path
 
-import docker
 from jupyterhub.services.auth import HubOAuth
 from tornado import web
 
@@ -31,23 +30,17 @@ INTERRUPTED_REASON = "the builder restarted while this build was queued or runni
 class HealthHandler(web.RequestHandler):
     """GET /health: 200 with each check when healthy, 503 naming the failing check."""
 
-    def initialize(self, state_dir: Path) -> None:
+    def initialize(self, state_dir: Path, images: DockerImages) -> None:
         self.state_dir = state_dir
+        self.images = images
 
     async def get(self) -> None:
-        docker_check = await asyncio.to_thread(check_docker, _docker_ping)
+        # The builder's one Docker client: no new connection for every healthcheck.
+        docker_check = await asyncio.to_thread(check_docker, lambda: self.images.api.ping())
         status, body = report([check_state_dir(self.state_dir), docker_check])
         self.set_status(status)
         self.set_header("Cache-Control", "no-store")
         self.finish(body)
-
-
-def _docker_ping() -> object:
-    client = docker.from_env(timeout=5)
-    try:
-        return client.ping()
-    finally:
-        client.close()
 
 
 def read_service_token(path: Path, wait_s: float = 120) -> str:
@@ -90,7 +83,10 @@ def log_request(handler: web.RequestHandler) -> None:
 
 def make_app(settings: BuilderSettings, ctx: BuilderContext, cookie_secret: str) -> web.Application:
     return web.Application(
-        [(r"/health", HealthHandler, {"state_dir": settings.state_dir}), *routes(ctx)],
+        [
+            (r"/health", HealthHandler, {"state_dir": settings.state_dir, "images": ctx.images}),
+            *routes(ctx),
+        ],
         cookie_secret=cookie_secret,
         template_env=make_template_env(),
         # XSRF is checked after authentication (APIHandler.prepare), as JupyterHub does.

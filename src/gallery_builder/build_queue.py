@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from gallery_builder.build_request import BuildRequest
+from gallery_builder.build_request import BuildRequest, image_name
 from gallery_builder.build_runner import RunOutcome, Scrubber
 from gallery_builder.build_store import BuildRecord, BuildState, BuildStore
 
@@ -23,6 +23,14 @@ log = logging.getLogger(__name__)
 
 CANCELLED_REASON = "cancelled by an admin"
 STOPPED_REASON = "the builder stopped before the build finished"
+
+
+def name_conflict(store: BuildStore, request: BuildRequest) -> str | None:
+    """Why `request` may not use its name (another repository has it), or None."""
+    owner = store.latest_for_name(request.name)
+    if owner is not None and owner.repository != request.repository:
+        return f"the name {request.name!r} is already used by {owner.repository}"
+    return None
 
 
 class Runner(Protocol):
@@ -91,6 +99,19 @@ class BuildQueue:
         for build_id in list(self._pending):
             del self._pending[build_id]
             self._finish(build_id, BuildState.FAILED, reason=STOPPED_REASON)
+
+    def enqueue(self, request: BuildRequest) -> BuildRecord:
+        """Record a new QUEUED build of `request` and queue it (ValueError if refused)."""
+        record = self._store.create(
+            name=request.name,
+            image=image_name(request.name, request.ref or "latest"),
+            repository=request.repository,
+            ref=request.ref,
+            memory_gb=request.memory_gb,
+            cpu=request.cpu,
+        )
+        self.submit(record.id, request)
+        return record
 
     def submit(self, build_id: str, request: BuildRequest) -> None:
         """Queue the stored QUEUED build `build_id` to be built from `request`."""

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
+from gallery_common.gallery_file import NAME_PATTERN
+
 # Same call shape as socket.getaddrinfo(host, None): entries whose [4][0] is an address string.
 Resolver = Callable[..., Iterable[tuple[Any, ...]]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -293,7 +295,6 @@ def _url_scheme(url: str) -> str:
 
 _MAX_REF_LENGTH = 255
 _REF_FORBIDDEN = " ~^:?*[\\"
-_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 _NAME_INVALID = re.compile(r"[^a-z0-9_.-]+")
 _NAME_SEPARATOR_RUN = re.compile(r"[._-]{2,}")
 _FULL_COMMIT = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
@@ -351,7 +352,7 @@ def validate_name(name: str) -> str:
     if not isinstance(name, str):
         raise ValidationError("name", "must be a string")
     name = name.strip()
-    if not _NAME.fullmatch(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise ValidationError(
             "name",
             "use 1-63 lower-case letters, digits, '_', '.' or '-', starting with a letter or digit",

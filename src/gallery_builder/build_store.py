@@ -322,6 +322,14 @@ class BuildStore:
             ).fetchone()
         return BuildRecord._from_row(row) if row else None
 
+    def builds_of_image(self, image: str) -> builtins.list[BuildRecord]:
+        """Every build recorded for `image`, newest first."""
+        with self._read() as db:
+            rows = db.execute(
+                _SELECT_RECORD + " WHERE image = ? ORDER BY pk DESC", (image,)
+            ).fetchall()
+        return [BuildRecord._from_row(row) for row in rows]
+
     def find_built(self, repository: str, resolved_commit: str) -> BuildRecord | None:
         """The newest BUILT build of this commit, whose image can be reused, or None.
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from gallery_builder.build_queue import BuildQueue, Runner
+from gallery_builder.build_queue import BuildQueue, Runner, name_conflict
 from gallery_builder.build_request import (
     BuildRequest,
     Resolver,
@@ -382,11 +382,9 @@ def check_names(targets: Sequence[Target], store: BuildStore) -> None:
     """Refuse, as the API does (409 there), a name another repository already uses."""
     for target in targets:
         request = target.request
-        owner = store.latest_for_name(request.name)
-        if owner is not None and owner.repository != request.repository:
-            raise UsageError(
-                target.where, f"the name {request.name!r} is already used by {owner.repository}"
-            )
+        conflict = name_conflict(store, request)
+        if conflict:
+            raise UsageError(target.where, conflict)
 
 
 # --- build records --------------------------------------------------------------------------
@@ -586,17 +584,9 @@ class Builder:
         image = image_name(request.name, request.ref or "latest")
         started = time.monotonic()
         try:
-            record = self.store.create(
-                name=request.name,
-                image=image,
-                repository=request.repository,
-                ref=request.ref,
-                memory_gb=request.memory_gb,
-                cpu=request.cpu,
-            )
+            record = self.queue.enqueue(request)
         except ValueError as e:  # e.g. a token in the URL: records never hold one
             return BuildResult(None, request.name, image, "failed", False, None, 0.0, str(e))
-        self.queue.submit(record.id, request)
         try:
             final = await self._finished(record.id)
         except asyncio.CancelledError:

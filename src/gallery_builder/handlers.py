@@ -21,7 +21,7 @@ import asyncio
 import json
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from jupyterhub.services.auth import (
@@ -33,13 +33,11 @@ from jupyterhub.services.auth import (
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from gallery_builder.build_queue import BuildQueue
+from gallery_builder.build_queue import BuildQueue, name_conflict
 from gallery_builder.build_request import (
     BuildRequest,
     ValidationError,
-    image_name,
     parse_build_request,
-    validate_credentials,
 )
 from gallery_builder.build_store import TERMINAL_STATES, BuildRecord, BuildStore
 from gallery_builder.builder_settings import STACK_HOSTS, BuilderSettings
@@ -155,6 +153,12 @@ class APIHandler(BaseHandler):
                 }
         self.finish(body)
 
+    async def queue_build(self, request: BuildRequest) -> BuildRecord:
+        record = self.ctx.queue.enqueue(request)
+        log.info("queued build %s of %s (%s)", record.id, record.image, self.current_user["name"])
+        # The queue may have finished it already (a commit that is built is reused).
+        return await asyncio.to_thread(self.ctx.store.get, record.id) or record
+
     def send_build(self, record: BuildRecord, status: int = 200) -> None:
         self.set_status(status)
         self.finish(record.to_json())
@@ -178,29 +182,10 @@ class EnvironmentsAPIHandler(APIHandler):
 
     async def post(self) -> None:
         request = self.ctx.parse(self.json_body())
-        image = image_name(request.name, request.ref or "latest")
-        owner = await asyncio.to_thread(self.ctx.store.latest_for_name, request.name)
-        if owner is not None and owner.repository != request.repository:
-            raise web.HTTPError(
-                409, f"the name {request.name!r} is already used by {owner.repository}"
-            )
-        record = await self.queue_build(request, image)
-        self.send_build(record, 202)
-
-    async def queue_build(self, request: BuildRequest, image: str) -> BuildRecord:
-        record = await asyncio.to_thread(
-            self.ctx.store.create,
-            name=request.name,
-            image=image,
-            repository=request.repository,
-            ref=request.ref,
-            memory_gb=request.memory_gb,
-            cpu=request.cpu,
-        )
-        self.ctx.queue.submit(record.id, request)
-        log.info("queued build %s of %s (%s)", record.id, record.image, self.current_user["name"])
-        # The queue may have finished it already (a commit that is built is reused).
-        return await asyncio.to_thread(self.ctx.store.get, record.id) or record
+        conflict = await asyncio.to_thread(name_conflict, self.ctx.store, request)
+        if conflict:
+            raise web.HTTPError(409, conflict)
+        self.send_build(await self.queue_build(request), 202)
 
 
 class EnvironmentAPIHandler(APIHandler):
@@ -210,9 +195,7 @@ class EnvironmentAPIHandler(APIHandler):
     async def delete(self, build_id: str) -> None:
         record = await self.find(build_id)
         store, images = self.ctx.store, self.ctx.images
-        siblings = [
-            r for r in await asyncio.to_thread(store.list, 100_000) if r.image == record.image
-        ]
+        siblings = await asyncio.to_thread(store.builds_of_image, record.image)
         if any(r.state not in TERMINAL_STATES for r in siblings):
             raise web.HTTPError(
                 409, f"a build of {record.image} is queued or running: cancel it first"
@@ -234,31 +217,24 @@ class EnvironmentAPIHandler(APIHandler):
         self.finish()
 
 
-class RebuildAPIHandler(EnvironmentsAPIHandler):
-    read_only_methods = frozenset()
-
-    async def post(self, build_id: str) -> None:  # type: ignore[override]
+class RebuildAPIHandler(APIHandler):
+    async def post(self, build_id: str) -> None:
         record = await self.find(build_id)
         body = self.json_body()
         if not isinstance(body, dict) or set(body) - {"credentials"}:
             raise ValidationError("body", "only 'credentials' may be given to a rebuild")
-        creds = body.get("credentials") or {}
-        if not isinstance(creds, dict):
-            raise ValidationError("credentials", "must be an object")
         # The same checks as a new request: e.g. a local path built by build-image cannot
         # be rebuilt from here.
-        stored = {"repository": record.repository, "name": record.name}
-        stored |= {
-            k: v
-            for k, v in [("ref", record.ref), ("memory", record.memory_gb), ("cpu", record.cpu)]
-            if v is not None
+        stored = {
+            "repository": record.repository,
+            "name": record.name,
+            "ref": record.ref,
+            "memory": record.memory_gb,
+            "cpu": record.cpu,
+            "credentials": body.get("credentials"),
         }
-        request = self.ctx.parse(stored)
-        request = replace(
-            request,
-            credentials=validate_credentials(creds.get("username"), creds.get("password")),
-        )
-        self.send_build(await self.queue_build(request, record.image), 202)
+        request = self.ctx.parse({k: v for k, v in stored.items() if v is not None})
+        self.send_build(await self.queue_build(request), 202)
 
 
 class CancelAPIHandler(APIHandler):

@@ -18,10 +18,11 @@ from typing import Any
 
 import yaml
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+# Environment (image) names, here and in the builder's API; use with fullmatch.
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 # Example ids name the visitor's JupyterHub server, so they follow its "safe slug" rule.
 EXAMPLE_ID_PATTERN = re.compile(r"^(?=.{1,30}$)[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
-IMAGE_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+IMAGE_NAME_PATTERN = re.compile(NAME_PATTERN.pattern + r":[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 VIEWS = ("voila", "notebook")
 _IMAGE_KEYS = {"repo", "ref", "cpu", "memory"}
 _EXAMPLE_KEYS = {"title", "description", "path", "repo_url", "image_name", "image_url", "view"}
@@ -112,7 +113,7 @@ def _entry(value: Any, where: str, allowed: set[str]) -> dict:
 
 def _image(name: Any, value: Any) -> ImageSpec:
     where = f"images.{name}"
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise GalleryFileError(where, "names use a-z, 0-9, '.', '_' and '-' (max 63)")
     spec = _entry(value, where, _IMAGE_KEYS)
     ref = spec.get("ref")
@@ -135,7 +136,7 @@ def _example(key: Any, value: Any) -> Example:
         )
     spec = _entry(value, where, _EXAMPLE_KEYS)
     image_name = _text(spec, "image_name", where)
-    if not IMAGE_NAME_PATTERN.match(image_name):
+    if not IMAGE_NAME_PATTERN.fullmatch(image_name):
         raise GalleryFileError(f"{where}.image_name", "expected <name>:<tag>, e.g. neuroweb:master")
     view = spec.get("view", "voila")
     if view not in VIEWS:

@@ -33,7 +33,6 @@ class HubSettings:
     data_read_only: bool
     default_mem_limit: int
     default_cpu_limit: float
-    singleuser_image: str
     gallery_file: Path
     thumbnails_dir: Path
     idle_timeout_s: int
@@ -72,9 +71,6 @@ class HubSettings:
             default_mem_limit=env_bytes(env, "GALLERY_DEFAULT_MEM_LIMIT", "2G"),
             default_cpu_limit=env_float(
                 env, "GALLERY_DEFAULT_CPU_LIMIT", 1.0, minimum=0.01, maximum=1024
-            ),
-            singleuser_image=env_str(
-                env, "GALLERY_SINGLEUSER_IMAGE", "neurolang-gallery/singleuser:latest"
             ),
             gallery_file=Path(env_str(env, "GALLERY_FILE_PATH", "/srv/gallery/gallery.yaml")),
             thumbnails_dir=Path(env_str(env, "GALLERY_THUMBNAILS_PATH", "/srv/gallery/thumbnails")),
