@@ -21,7 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.e2e import conftest as e2e
+from tests.e2e import harness as e2e
 from tests.e2e.environments_client import EnvironmentsClient
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from tests.e2e import conftest as e2e
+from tests.e2e import harness as e2e
 from tests.e2e.environments_client import EnvironmentsClient
 
 OUTPUT = "The answer is 42"

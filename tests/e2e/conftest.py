@@ -1,47 +1,28 @@
-"""End-to-end fixtures: the real compose stack on this host's Docker engine.
+"""End-to-end fixtures on the real compose stack (the harness itself is in harness.py).
 
 Fixtures:
-- `stack` (session): builds and starts the stack under a unique compose project on free
-  loopback ports, waits until every service is healthy, always tears it down with
-  `down -v`, and prints `docker compose logs` when a test failed. Logs are also saved
-  to test-artifacts/compose-logs.txt.
+- `stack` (session): the running stack (`harness.running_stack`); prints
+  `docker compose logs` when a test failed; logs are saved to test-artifacts/.
 - `admin_password` (session): the password the hub generated on first start, read
   from the hub log where it is printed once.
+- `admin_token` (session): an API token of the admin.
+- `gitserver` (session): base URL of the fixture Git server on the stack's network.
 - `artifacts` (session): the folder for screenshots and logs (test-artifacts/).
-
-Base images: GALLERY_PYTHON_IMAGE / GALLERY_TRAEFIK_IMAGE from the environment when set;
-otherwise the official images when present locally; otherwise the stand-ins made by
-scripts/build-standin-images.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import re
-import secrets
-import socket
-import subprocess
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import requests
-import yaml
 
-from .hub_login import login
-
-ROOT = Path(__file__).resolve().parents[2]
-PROJECT_PREFIX = "gallerytest"
-ARTIFACTS = ROOT / "test-artifacts"
-STANDINS = {
-    "GALLERY_PYTHON_IMAGE": ("python:3.12-slim", "neurolang-gallery/python-standin:bookworm"),
-    "GALLERY_TRAEFIK_IMAGE": ("traefik:v3.7", "neurolang-gallery/traefik-standin:3.7"),
-}
-GENERATED_PASSWORD = re.compile(r"Generated a password for the admin user 'admin': (\S+)")
+from .harness import (
+    ARTIFACTS,
+    make_admin_token,
+    read_admin_password,
+    running_stack,
+    start_gitserver,
+)
 
 
 def pytest_collection_modifyitems(items):
@@ -50,212 +31,10 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.e2e)
 
 
-def run(args: list[str], *, env: dict | None = None, check: bool = True, timeout: float = 900):
-    """Run a command; on failure the error shows its output (not just the exit status)."""
-    result = subprocess.run(
-        args, env=env, timeout=timeout, capture_output=True, text=True, errors="replace"
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(args)} exited with {result.returncode}\n"
-            f"stdout: {result.stdout[-3000:]}\nstderr: {result.stderr[-3000:]}"
-        )
-    return result
-
-
-def image_exists(name: str) -> bool:
-    return run(["docker", "image", "inspect", name], check=False).returncode == 0
-
-
-def choose_base_images() -> dict[str, str]:
-    chosen = {}
-    for variable, (official, standin) in STANDINS.items():
-        if os.environ.get(variable):
-            chosen[variable] = os.environ[variable]
-        elif image_exists(official):
-            chosen[variable] = official
-        elif image_exists(standin):
-            chosen[variable] = standin
-        else:
-            pytest.exit(
-                f"Neither {official} nor {standin} is available: pull the official image or "
-                "run scripts/build-standin-images",
-                returncode=3,
-            )
-    return chosen
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def remove_leftover_projects() -> None:
-    """Tear down test stacks left by an earlier run (e.g. revived by dockerd's restart policy)."""
-    ps = run(
-        ["docker", "ps", "-a", "--format", '{{.Label "com.docker.compose.project"}}'], check=False
-    )
-    for project in sorted(set(ps.stdout.split())):
-        if project.startswith(PROJECT_PREFIX):
-            run(["docker", "compose", "-p", project, "down", "-v", "--remove-orphans"], check=False)
-    # Containers the tests started themselves (git server, user servers), by name.
-    stray = run(["docker", "ps", "-aq", "--filter", f"name={PROJECT_PREFIX}"], check=False)
-    for container in stray.stdout.split():
-        run(["docker", "rm", "-f", container], check=False)
-    for kind in ("network", "volume"):
-        listing = run(
-            ["docker", kind, "ls", "-q", "--filter", f"name={PROJECT_PREFIX}"], check=False
-        )
-        for name in listing.stdout.split():
-            run(["docker", kind, "rm", name], check=False)
-
-
-@dataclass
-class Stack:
-    project: str
-    env: dict[str, str]
-    http_port: int
-    base_url: str
-    session: requests.Session = field(default_factory=requests.Session)
-
-    def compose(self, *args: str, check: bool = True, timeout: float = 900):
-        cmd = ["docker", "compose", "-p", self.project, "--env-file", str(ROOT / ".env.example")]
-        return run([*cmd, *args], env=self.env, check=check, timeout=timeout)
-
-    def logs(self, service: str = "") -> str:
-        return self.compose(
-            "logs", "--no-color", *([service] if service else []), check=False
-        ).stdout
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-    def services(self) -> list[dict]:
-        out = self.compose("ps", "--all", "--format", "json").stdout
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-    def wait_healthy(self, timeout: float = 240) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            states = {s["Service"]: s.get("Health") for s in self.services()}
-            if states and all(h == "healthy" for h in states.values()):
-                return
-            time.sleep(2)
-        raise AssertionError(f"services not healthy after {timeout}s: {states}")
-
-    @contextlib.contextmanager
-    def hub_settings(self, **settings: str):
-        """Run the hub with some settings changed (recreates the hub container only)."""
-        saved = {name: self.env.get(name) for name in settings}
-        self.env.update(settings)
-        try:
-            self.compose("up", "-d", "--wait", "hub", timeout=300)
-            yield
-        finally:
-            # The hub is recreated below: keep this one's log for the record.
-            changed = "-".join(sorted(settings)).lower()
-            (ARTIFACTS / f"hub-log-with-{changed}.txt").write_text(self.logs("hub"))
-            for name, value in saved.items():
-                if value is None:
-                    self.env.pop(name, None)
-                else:
-                    self.env[name] = value
-            self.compose("up", "-d", "--wait", "hub", timeout=300)
-
-    def hub_state_secrets(self) -> dict[str, str]:
-        """Every secret file on the hub state volume, read inside the hub container."""
-        out = self.compose(
-            "exec",
-            "-T",
-            "hub",
-            "python3",
-            "-c",
-            "import json, pathlib; d = pathlib.Path('/srv/jupyterhub/state');"
-            "print(json.dumps({p.name: [p.read_text().strip(), oct(p.stat().st_mode & 0o777)]"
-            " for p in d.iterdir() if p.is_file() and not p.name.endswith(('.sqlite', '.pid'))}))",
-        ).stdout
-        return json.loads(out)
-
-
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
-
-
-TEST_GALLERY = {
-    "examples": {
-        "demo": {
-            "title": "Demo notebook",
-            "description": "A one-cell notebook that computes the answer.",
-            "path": "app.ipynb",
-            "repo_url": "https://git.example.invalid/demo",
-            "image_name": "gallery-demo:main",
-            "image_url": "difumo.svg",
-        },
-        "pyapp": {
-            "title": "Demo script",
-            "description": "A Python script rendered by Voila.",
-            "path": "app.py",
-            "repo_url": "https://git.example.invalid/demo",
-            "image_name": "gallery-demo:main",
-            "image_url": "vwfa.svg",
-            "view": "notebook",
-        },
-        "unbuilt": {
-            "title": "Not built yet",
-            "description": "Its image does not exist.",
-            "path": "app.ipynb",
-            "repo_url": "https://git.example.invalid/none",
-            "image_name": "not-built:v1",
-            "image_url": "hbm.svg",
-        },
-    }
-}
-
-
-def write_test_gallery(artifacts: Path) -> Path:
-    """The gallery file the test stack serves (tests edit it in place)."""
-    path = artifacts / "gallery-e2e.yaml"
-    path.write_text(yaml.safe_dump(TEST_GALLERY, sort_keys=False))
-    return path
-
-
-@contextlib.contextmanager
-def running_stack(artifacts: Path, dump_logs: Callable[[], bool] = lambda: False):
-    """Build and start the stack under a fresh project; always remove it afterwards."""
-    remove_leftover_projects()
-    http_port, https_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        **choose_base_images(),
-        "GALLERY_HTTP_PORT": str(http_port),
-        "GALLERY_HTTPS_PORT": str(https_port),
-        "GALLERY_BIND_ADDRESS": "127.0.0.1",
-        "GALLERY_ADMIN_PASSWORD": "",  # let the hub generate one: the tests read it once
-        "GALLERY_FILE": str(write_test_gallery(artifacts)),
-    }
-    the_stack = Stack(
-        project=f"{PROJECT_PREFIX}{secrets.token_hex(3)}",
-        env=env,
-        http_port=http_port,
-        base_url=f"http://127.0.0.1:{http_port}",
-    )
-    started = False
-    try:
-        # --profile images: also the single-user image the fixture repositories start from.
-        the_stack.compose("--profile", "images", "build", timeout=1800)
-        the_stack.compose("up", "-d", "--wait", "--wait-timeout", "300", timeout=400)
-        started = True
-        yield the_stack
-    finally:
-        run(["docker", "rm", "-f", f"{the_stack.project}-gitserver"], check=False)
-        logs = the_stack.logs()
-        (artifacts / "compose-logs.txt").write_text(logs)
-        if not started or dump_logs():
-            print(f"\n===== docker compose logs ({the_stack.project}) =====\n{logs}")
-        the_stack.compose("down", "-v", "--remove-orphans", "--timeout", "10", check=False)
 
 
 @pytest.fixture(scope="session")
@@ -264,69 +43,9 @@ def stack(request, artifacts):
         yield the_stack
 
 
-GIT_USER = "fixture-user"
-GIT_PASSWORD = "fixture-pass-" + secrets.token_hex(12)
-
-
 @pytest.fixture(scope="session")
 def gitserver(stack) -> str:
     return start_gitserver(stack)
-
-
-def start_gitserver(stack: Stack) -> str:
-    """A Git server on the stack's network: http://gitserver/{public,private}/<repo>.git.
-
-    Repositories: demo (a notebook and a .py app) and slow (a two-minute build); the
-    private copies need GIT_USER / GIT_PASSWORD.
-    """
-    image = "neurolang-gallery/test-gitserver:latest"
-    run(
-        [
-            "docker",
-            "build",
-            "-q",
-            "-t",
-            image,
-            "--build-arg",
-            f"GALLERY_PYTHON_IMAGE={stack.env['GALLERY_PYTHON_IMAGE']}",
-            "-f",
-            str(ROOT / "tests/fixtures/gitserver/Dockerfile"),
-            str(ROOT / "tests/fixtures"),
-        ],
-        env={**stack.env, "DOCKER_BUILDKIT": "0"},
-    )
-    name = f"{stack.project}-gitserver"
-    run(
-        [
-            "docker",
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            f"{stack.project}_gallery",
-            "--network-alias",
-            "gitserver",
-            "-e",
-            f"GIT_USER={GIT_USER}",
-            "-e",
-            f"GIT_PASSWORD={GIT_PASSWORD}",
-            image,
-        ]
-    )
-    check = (
-        "import urllib.request; urllib.request.urlopen("
-        "'http://gitserver/public/demo.git/info/refs?service=git-upload-pack', timeout=2)"
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if (
-            stack.compose("exec", "-T", "builder", "python3", "-c", check, check=False).returncode
-            == 0
-        ):
-            return "http://gitserver"
-        time.sleep(1)
-    raise AssertionError(f"the git server did not come up: {run(['docker', 'logs', name]).stderr}")
 
 
 @pytest.fixture(scope="session")
@@ -334,26 +53,6 @@ def admin_token(stack, admin_password) -> str:
     return make_admin_token(stack, admin_password)
 
 
-def make_admin_token(stack: Stack, admin_password: str) -> str:
-    """An API token of the admin, made through the hub's REST API."""
-    session, _ = login(stack.base_url, "admin", admin_password)
-    response = session.post(
-        stack.url("/hub/api/users/admin/tokens"),
-        json={"note": "e2e tests", "expires_in": 3600},
-        headers={"X-XSRFToken": session.cookies.get("_xsrf", path="/hub/")},
-        timeout=10,
-    )
-    assert response.status_code == 201, response.text
-    return response.json()["token"]
-
-
 @pytest.fixture(scope="session")
 def admin_password(stack) -> str:
     return read_admin_password(stack)
-
-
-def read_admin_password(stack: Stack) -> str:
-    """The password the hub generated on first start, printed once in its log."""
-    found = GENERATED_PASSWORD.findall(stack.logs("hub"))
-    assert len(found) == 1, "the hub should print the generated admin password exactly once"
-    return found[0]

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import ARTIFACTS, ROOT
 from .environments_client import EnvironmentsClient
+from .harness import ARTIFACTS, ROOT
 
 DEMO_FILES = ROOT / "tests/fixtures/repos/demo"
 LABEL = "org.neurolang-gallery."

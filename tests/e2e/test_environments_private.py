@@ -8,8 +8,8 @@ import tarfile
 
 import pytest
 
-from .conftest import GIT_PASSWORD, GIT_USER
 from .environments_client import EnvironmentsClient
+from .harness import GIT_PASSWORD, GIT_USER
 
 
 def docker(*args: str, check: bool = True) -> str:

@@ -14,8 +14,8 @@ import yaml
 from playwright.sync_api import expect
 
 from .browser import chromium
-from .conftest import TEST_GALLERY
 from .environments_client import EnvironmentsClient
+from .harness import TEST_GALLERY
 
 XSRF_FIELD = re.compile(r'name="_xsrf" value="([^"]+)"')
 VISITOR = re.compile(r"gallery-[0-9a-f]{16}")
