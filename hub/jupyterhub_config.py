@@ -8,12 +8,9 @@ from pathlib import Path
 
 from gallery_common.secret_files import read_or_create_secret
 from gallery_hub.admin_password import load_admin_password
-from gallery_hub.gallery_handlers import (
-    VISITOR_GROUP,
-    VISITOR_ROLE,
-    is_visitor,
-)
 from gallery_hub.hub_settings import HubSettings
+from gallery_hub.stack_address import address_on_network
+from gallery_hub.visitors import VISITOR_GROUP, is_visitor, visitor_role
 
 c = get_config()
 settings = HubSettings.from_env(os.environ)
@@ -22,10 +19,17 @@ state.mkdir(parents=True, exist_ok=True)
 state.chmod(0o700)
 
 # The hub and its proxy (configurable-http-proxy, started by the hub). Traefik sends
-# every request to port 8000; user containers call the hub API on port 8081.
-c.JupyterHub.bind_url = "http://:8000"
+# every request to port 8000, which listens only on the stack's network: user containers
+# (on the users network) reach the hub API on port 8081 and nothing else. The proxy adds
+# no X-Forwarded-* headers of its own, so the hub sees what Traefik saw (the client's
+# address, https); the hub trusts those headers only from its proxy (gallery_hub.hub_app).
+proxy_ip = address_on_network(settings.stack_network)
+c.JupyterHub.bind_url = f"http://{proxy_ip}:8000"
+Path("/tmp/hub-proxy-url").write_text(f"http://{proxy_ip}:8000")  # noqa: S108 (healthcheck)
+c.ConfigurableHTTPProxy.command = ["configurable-http-proxy", "--no-x-forward"]
 c.JupyterHub.hub_bind_url = "http://0.0.0.0:8081"
 c.JupyterHub.hub_connect_url = "http://hub:8081"
+c.GalleryHub.compose_project = settings.project
 c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
@@ -34,6 +38,12 @@ c.ConfigurableHTTPProxy.auth_token = read_or_create_secret(state / "proxy-auth-t
 c.JupyterHub.template_paths = ["/srv/jupyterhub/templates"]
 # After login, land on the home page rather than starting a server right away.
 c.JupyterHub.default_url = "/hub/home"
+# Behind Traefik's TLS (Let's Encrypt or the site's own certificate) every cookie is
+# Secure: the hub's, the XSRF cookie and the user servers' (passed on to them).
+if settings.https:
+    c.JupyterHub.tornado_settings = {"cookie_options": {"secure": True}}
+if settings.domain:
+    c.JupyterHub.public_url = f"https://{settings.domain}/"
 
 # The first admin. Without GALLERY_ADMIN_PASSWORD a password is generated once and
 # printed once; only its hash is kept on the hub state volume.
@@ -54,9 +64,19 @@ c.GalleryAuthenticator.admin_password_hash = admin_password.password_hash
 c.Authenticator.admin_users = {settings.admin_user}
 c.Authenticator.allowed_users = {settings.admin_user}
 
-# User containers: on their own network (never the stack's), limited, unprivileged.
+# User containers: on their own internal network (no route to the host or the stack's
+# network), limited, unprivileged, the internet only through the egress proxy.
 c.JupyterHub.spawner_class = "gallery_hub.spawner.GallerySpawner"
 c.GallerySpawner.network_name = settings.user_network
+c.GallerySpawner.compose_project = settings.project
+# Each container's own firewall: its network leads to the hub and the egress proxy only.
+c.GallerySpawner.network_seal_image = settings.egress_image
+c.GallerySpawner.egress_proxy = "http://egress:3128" if settings.user_egress == "proxy" else ""
+c.GallerySpawner.tmp_size = settings.user_tmp_size
+c.GallerySpawner.log_max_size = settings.user_log_max_size
+c.GallerySpawner.disk_quota = settings.user_disk_quota
+c.GallerySpawner.max_memory_gb = settings.max_memory_gb
+c.GallerySpawner.max_cpu = settings.max_cpu
 # Container names: <project>-user-<name> (plus --<server> for named servers).
 c.GallerySpawner.prefix = f"{settings.project}-user"
 c.GallerySpawner.use_internal_ip = True
@@ -91,9 +111,17 @@ READ_SCOPE = "custom:environments:read"
 service_token, _ = read_or_create_secret(Path("/srv/service-tokens/environments-service-token"))
 gallery_token, _ = read_or_create_secret(Path("/srv/jupyterhub/state/gallery-service-token"))
 
-c.GalleryAuthenticator.gallery_settings = settings
-c.GalleryAuthenticator.gallery_token = gallery_token
+c.GalleryHandlersMixin.gallery_file = str(settings.gallery_file)
+c.GalleryHandlersMixin.thumbnails_dir = str(settings.thumbnails_dir)
+c.GalleryHandlersMixin.gallery_token = gallery_token
+c.GalleryHandlersMixin.builder_api_url = "http://builder:8090/services/environments/api"
+# The gallery's caps, enforced by the spawner at every start (config.d/ may change them).
+c.GalleryLimits.max_servers = settings.max_servers
+c.GalleryLimits.max_servers_per_visitor = settings.max_servers_per_visitor
+c.GalleryLimits.launches_per_minute = settings.launches_per_minute
+c.GalleryLimits.min_free_disk_gb = settings.min_free_disk_gb
 c.JupyterHub.allow_named_servers = True
+# Also bounds the server records a visitor can make through /hub/spawn/<name>/<server>.
 c.JupyterHub.named_server_limit_per_user = lambda handler: (
     settings.max_servers_per_visitor if is_visitor(handler.current_user) else 0
 )
@@ -136,19 +164,8 @@ c.JupyterHub.load_roles = [
         "scopes": [MANAGE_SCOPE, "access:services!service=environments"],
         "groups": ["environment-managers"],
     },
-    {
-        "name": VISITOR_ROLE,
-        "description": "Temporary gallery visitors: their own servers, nothing else.",
-        # Their own servers, what a login needs (identify: name and groups), and the
-        # activity their servers report (the idle culler reads it).
-        "scopes": [
-            "servers!user",
-            "access:servers!user",
-            "read:users:name!user",
-            "read:users:groups!user",
-            "users:activity!user",
-        ],
-    },
+    # Granted through the visitors' group, so it survives hub restarts.
+    visitor_role(),
     {"name": "gallery-reader", "scopes": [READ_SCOPE], "services": ["gallery"]},
     {
         "name": "gallery-culler",

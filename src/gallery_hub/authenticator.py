@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+from functools import partial
+from pathlib import Path
+
+import docker
 from jupyterhub.auth import Authenticator
-from traitlets import Any, Unicode
+from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
 
 from gallery_hub.admin_password import verify_password
-from gallery_hub.gallery_handlers import gallery_handlers, make_gallery_context
+from gallery_hub.environments import built_environment_images
+from gallery_hub.gallery_handlers import GalleryContext, gallery_handlers
+from gallery_hub.gallery_limits import GalleryLimits
+from gallery_hub.gallery_source import gallery_source
+from gallery_hub.gallery_state import CachedValue, builds_in_progress
+from gallery_hub.visitors import is_visitor, strip_default_role_from_visitors
 
 
 class GalleryHandlersMixin(LoggingConfigurable):
@@ -17,17 +27,42 @@ class GalleryHandlersMixin(LoggingConfigurable):
     `class MyAuthenticator(GalleryHandlersMixin, GitHubOAuthenticator): pass`.
     """
 
-    gallery_settings = Any(None, config=True, help="The hub's HubSettings (gallery limits).")
+    gallery_file = Unicode(
+        "/srv/gallery/gallery.yaml", config=True, help="The gallery file (re-read on change)."
+    )
+    thumbnails_dir = Unicode(
+        "/srv/gallery/thumbnails", config=True, help="Folder of the examples' thumbnails."
+    )
     gallery_token = Unicode(
         "", config=True, help="API token of the `gallery` service (reads build states)."
+    )
+    builder_api_url = Unicode(
+        "", config=True, help="The environments API, for examples that are being built."
     )
 
     def get_handlers(self, app):
         handlers = list(super().get_handlers(app))
-        if self.gallery_settings is not None:
-            context = make_gallery_context(self.gallery_settings, self.gallery_token)
-            handlers.extend(gallery_handlers(context))
+        repaired = strip_default_role_from_visitors(app.db)
+        if repaired:
+            self.log.warning("Removed the default `user` role from %d gallery visitors", repaired)
+        client = docker.from_env()
+        context = GalleryContext(
+            source=gallery_source(Path(self.gallery_file)),
+            built_images=CachedValue(partial(built_environment_images, client)),
+            images_in_progress=CachedValue(
+                partial(builds_in_progress, self.builder_api_url, self.gallery_token)
+            ),
+            admission=lambda: GalleryLimits.instance(config=self.config).admission(),
+            thumbnails_dir=self.thumbnails_dir,
+        )
+        handlers.extend(gallery_handlers(context))
         return handlers
+
+    def add_user(self, user):
+        """Visitors never join `allowed_users` (JupyterHub would give them the `user` role)."""
+        if is_visitor(user):
+            return None
+        return super().add_user(user)
 
 
 class GalleryAuthenticator(GalleryHandlersMixin, Authenticator):
@@ -53,6 +88,7 @@ class GalleryAuthenticator(GalleryHandlersMixin, Authenticator):
         password = data.get("password", "")
         if not (self.admin_password_hash and username == self.admin_user):
             return None
-        if not verify_password(password, self.admin_password_hash):
+        # PBKDF2 takes a fraction of a second on purpose: not on the hub's event loop.
+        if not await asyncio.to_thread(verify_password, password, self.admin_password_hash):
             return None
         return {"name": username, "admin": True}

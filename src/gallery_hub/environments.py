@@ -51,14 +51,28 @@ class Limits:
     cpu: float
 
 
-def limits_for(labels: EnvironmentLabels | None, default: Limits) -> Limits:
-    """The environment's own limits where its labels set them, else the defaults."""
+def limits_for(
+    labels: EnvironmentLabels | None, default: Limits, maximum: Limits | None = None
+) -> Limits:
+    """The environment's own limits where its labels set them, else the defaults.
+
+    Labels never raise a limit above `maximum` (the configured largest limits): an image
+    may carry any label its Dockerfile wrote.
+    """
     if labels is None:
         return default
     mem = labels.memory_limit_gb
-    return Limits(
+    limits = Limits(
         mem_bytes=int(mem * 1024**3) if mem else default.mem_bytes,
         cpu=labels.cpu_limit or default.cpu,
+    )
+    if maximum is None:
+        return limits
+    return Limits(
+        mem_bytes=min(limits.mem_bytes, maximum.mem_bytes)
+        if maximum.mem_bytes
+        else limits.mem_bytes,
+        cpu=min(limits.cpu, maximum.cpu) if maximum.cpu else limits.cpu,
     )
 
 

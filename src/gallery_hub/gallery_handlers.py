@@ -8,6 +8,8 @@ Routes (under /hub/, added through Authenticator.get_handlers):
 A launch logs the browser in as a temporary user (the hub's own login cookie: no token
 in any URL), starts a named server with the example's image, looked up here from the
 example id, and sends the browser to JupyterHub's progress page, which lands on Voila.
+The gallery's caps are checked here first (so a full gallery creates no visitor) and
+again by the spawner, where every start passes.
 """
 
 from __future__ import annotations
@@ -15,29 +17,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from dataclasses import dataclass, field
-from functools import partial
+from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import quote
 
-import docker
-from jupyterhub import orm, roles
 from jupyterhub.handlers import BaseHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httputil import url_concat
 
 from gallery_common.gallery_file import Example
-from gallery_hub.environments import built_environment_images
-from gallery_hub.gallery_source import GallerySource, gallery_source
-from gallery_hub.gallery_state import READY, CachedValue, builds_in_progress, example_state
-from gallery_hub.hub_settings import HubSettings
-from gallery_hub.launch_limits import LaunchRateLimiter, Refusal, capacity_refusal
+from gallery_hub.admission import Admission, visitor_servers
+from gallery_hub.gallery_source import GallerySource
+from gallery_hub.gallery_state import READY, CachedValue, example_state
+from gallery_hub.launch_limits import Refusal
+from gallery_hub.spawner import LaunchRefused
+from gallery_hub.visitors import VISITOR_PREFIX, is_visitor, make_visitor
 
 log = logging.getLogger("gallery_hub")
-
-VISITOR_PREFIX = "gallery-"
-VISITOR_GROUP = "gallery-visitors"
-VISITOR_ROLE = "gallery-visitor"
 
 
 @dataclass
@@ -47,17 +44,8 @@ class GalleryContext:
     source: GallerySource
     built_images: CachedValue
     images_in_progress: CachedValue
-    limiter: LaunchRateLimiter
-    max_servers: int
-    max_servers_per_visitor: int
+    admission: Callable[[], Admission]
     thumbnails_dir: str
-    # (user, server) of launches under way: counted with the active servers, once each.
-    launching: set[tuple[str, str]] = field(default_factory=set)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-def is_visitor(user) -> bool:
-    return user is not None and any(g.name == VISITOR_GROUP for g in user.groups)
 
 
 def landing_url(user, example: Example, view: str) -> str:
@@ -131,81 +119,53 @@ class LaunchHandler(GalleryBaseHandler):
         if spawner is not None and spawner.active:  # already running: just go there
             self.redirect(self.pending_url(user, example, view), status=303)
             return
-        refusal = self.gallery.limiter.check(self.request.remote_ip or "unknown")
-        if refusal:
-            await self.refuse(refusal, example)
-            return
-
-        async with self.gallery.lock:  # count and reserve together: no overshoot
-            refusal = capacity_refusal(
-                len(self.active_visitor_servers() | self.gallery.launching),
-                max_servers=self.gallery.max_servers,
-                visitor_servers=self.servers_of(user),
-                max_per_visitor=self.gallery.max_servers_per_visitor,
+        if user is None or is_visitor(user):
+            # Reserve room before a visitor exists: a full gallery leaves no visitor behind.
+            name = user.name if user is not None else VISITOR_PREFIX + secrets.token_hex(8)
+            refusal = self.gallery.admission().admit(
+                (name, example.id),
+                visitor_servers(self.users.values(), is_visitor),
+                address=self.request.remote_ip or "unknown",
             )
-            if refusal is None:
-                if user is None:  # created only once there is room: no orphaned visitors
-                    user = self.create_visitor()
-                    self.set_login_cookie(user)
-                reservation = (user.name, example.id)
-                self.gallery.launching.add(reservation)
-        if refusal:
-            await self.refuse(refusal, example)
-            return
+            if refusal:
+                await self.refuse(refusal, example)
+                return
+        created = user is None
+        if created:
+            user = self.create_visitor(name)
+            self.set_login_cookie(user)
         try:
             user.get_or_create_spawner(example.id, "", replace_failed=True)
             await self.spawn_single_user(user, example.id, options={"image": example.image_name})
-        finally:
-            self.gallery.launching.discard(reservation)
+        except LaunchRefused as refused:
+            await self.forget_if_empty(user, created)
+            await self.refuse(refused.refusal, example)
+            return
+        except Exception:
+            self.gallery.admission().release((user.name, example.id))
+            await self.forget_if_empty(user, created)
+            raise
         self.redirect(self.pending_url(user, example, view), status=303)
 
     def pending_url(self, user, example: Example, view: str) -> str:
         pending = url_path_join(self.hub.base_url, "spawn-pending", user.escaped_name, example.id)
         return url_concat(pending, {"next": landing_url(user, example, view)})
 
-    def active_visitor_servers(self) -> set[tuple[str, str]]:
-        return {
-            (user.name, name)
-            for user in self.users.values()
-            if is_visitor(user)
-            for name, spawner in user.spawners.items()
-            if spawner.active
-        }
-
-    def servers_of(self, user) -> int:
-        if user is None:
-            return 0
-        return sum(1 for spawner in user.spawners.values() if spawner.active)
-
-    def create_visitor(self):
-        """A temporary user: unguessable name, gallery-visitor role instead of `user`."""
-        name = VISITOR_PREFIX + secrets.token_hex(8)
+    def create_visitor(self, name: str):
+        """A temporary user: unguessable name, the visitors' group, no default role."""
         user = self.user_from_username(name)
-        db = self.db
-        roles.strip_role(db, entity=user.orm_user, role="user", commit=False)
-        roles.grant_role(db, entity=user.orm_user, role=VISITOR_ROLE, commit=False)
-        group = orm.Group.find(db, VISITOR_GROUP)
-        user.orm_user.groups.append(group)
-        db.commit()
+        make_visitor(self.db, user.orm_user)
         log.info("gallery: created temporary user %s", name)
         return user
 
-
-BUILDER_API = "http://builder:8090/services/environments/api"
-
-
-def make_gallery_context(settings: HubSettings, token: str) -> GalleryContext:
-    """Wire the gallery's parts from the hub's settings (Docker for built images)."""
-    client = docker.from_env()
-    return GalleryContext(
-        source=gallery_source(settings.gallery_file),
-        built_images=CachedValue(partial(built_environment_images, client)),
-        images_in_progress=CachedValue(partial(builds_in_progress, BUILDER_API, token)),
-        limiter=LaunchRateLimiter(settings.launches_per_minute),
-        max_servers=settings.max_servers,
-        max_servers_per_visitor=settings.max_servers_per_visitor,
-        thumbnails_dir=str(settings.thumbnails_dir),
-    )
+    async def forget_if_empty(self, user, created: bool) -> None:
+        """A visitor this launch created and that has no server is removed again."""
+        if not created or any(s.active for s in user.spawners.values()):
+            return
+        self.clear_login_cookie()
+        await user.delete_spawners()
+        self.users.delete(user)
+        log.info("gallery: removed temporary user %s (its launch failed)", user.name)
 
 
 def gallery_handlers(gallery: GalleryContext) -> list[tuple]:

@@ -14,6 +14,7 @@ from gallery_common.settings import (
     env_float,
     env_int,
     env_str,
+    parse_bytes,
 )
 from gallery_hub.admin_password import MIN_PASSWORD_LENGTH
 
@@ -40,6 +41,17 @@ class HubSettings:
     max_servers: int
     max_servers_per_visitor: int
     launches_per_minute: int
+    stack_network: str
+    user_egress: str
+    user_tmp_size: str
+    user_log_max_size: str
+    user_disk_quota: str
+    min_free_disk_gb: float
+    max_memory_gb: float
+    max_cpu: float
+    https: bool
+    domain: str
+    egress_image: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> HubSettings:
@@ -81,6 +93,17 @@ class HubSettings:
                 env, "GALLERY_MAX_SERVERS_PER_VISITOR", 3, minimum=1, maximum=20
             ),
             launches_per_minute=env_int(env, "GALLERY_LAUNCHES_PER_MINUTE", 10, minimum=1),
+            stack_network=_docker_name(env, "GALLERY_STACK_NETWORK", "neurolang-gallery_gallery"),
+            user_egress=_choice(env, "GALLERY_USER_EGRESS", "proxy", ("proxy", "none")),
+            user_tmp_size=_size(env, "GALLERY_USER_TMP_SIZE", "256m"),
+            user_log_max_size=_size(env, "GALLERY_USER_LOG_MAX_SIZE", "10m"),
+            user_disk_quota=_size(env, "GALLERY_USER_DISK_QUOTA", "10G", allow_off=True),
+            min_free_disk_gb=env_float(env, "GALLERY_MIN_FREE_DISK_GB", 5.0, minimum=0),
+            max_memory_gb=env_float(env, "GALLERY_MAX_MEMORY_GB", 16.0, minimum=0.01),
+            max_cpu=env_float(env, "GALLERY_MAX_CPU", 8.0, minimum=0.01),
+            https=bool(env_str(env, "GALLERY_DOMAIN") or env_str(env, "GALLERY_TLS_CERT_FILE")),
+            domain=env_str(env, "GALLERY_DOMAIN"),
+            egress_image=env_str(env, "GALLERY_EGRESS_IMAGE", "neurolang-gallery/egress:latest"),
         )
 
 
@@ -88,4 +111,20 @@ def _docker_name(env: Mapping[str, str], name: str, default: str) -> str:
     value = env_str(env, name, default)
     if not DOCKER_NAME_PATTERN.match(value):
         raise SettingError(name, f"not a valid Docker object name: {value!r}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(env, name, default).lower()
+    if value not in choices:
+        raise SettingError(name, f"expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _size(env: Mapping[str, str], name: str, default: str, *, allow_off: bool = False) -> str:
+    """A size in Docker's notation (`512m`, `10G`), checked; `off` (or `0`) where allowed."""
+    value = env_str(env, name, default)
+    if allow_off and value.lower() in ("0", "off"):
+        return ""
+    parse_bytes(name, value)
     return value

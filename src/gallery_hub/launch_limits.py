@@ -1,4 +1,4 @@
-"""How many launches the gallery accepts: per client address and in total."""
+"""How often one client address may launch, and how a refusal is told."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 class Refusal:
     """Why a launch is refused, and when to try again."""
 
-    status: int  # always 429 (with Retry-After): a full gallery is not a server error
+    status: int  # 429 (with Retry-After): a full gallery is not a server error
     message: str
     retry_after_s: int
 
@@ -38,19 +38,3 @@ class LaunchRateLimiter:
         if len(self._launches) > 10_000:  # forget idle addresses now and then
             self._launches = {k: v for k, v in self._launches.items() if v}
         return None
-
-
-def capacity_refusal(
-    active: int, *, max_servers: int, visitor_servers: int, max_per_visitor: int
-) -> Refusal | None:
-    """Refuse a new server when the gallery or this visitor has as many as allowed."""
-    if visitor_servers >= max_per_visitor:
-        return Refusal(
-            429,
-            f"You already have {visitor_servers} examples running, the most one visitor may "
-            "have. Close one, or wait for it to stop when idle.",
-            30,
-        )
-    if active >= max_servers:
-        return Refusal(429, "The gallery is at capacity right now.", 15)
-    return None

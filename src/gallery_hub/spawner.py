@@ -1,18 +1,28 @@
 """DockerSpawner for gallery environments: the image is chosen from the built ones.
 
-Every user container is unprivileged and limited, gets the gallery data volume
-(read-only by default) and never the Docker socket.
+Every user container is unprivileged and bounded (memory, CPU, processes, /tmp, logs and,
+where the storage driver allows, its writable layer), gets the gallery data volume
+(read-only by default), reaches the internet only through the egress proxy, and never
+the Docker socket.
+
+Every start passes `start()`, however it was asked for (the gallery's launch button,
+JupyterHub's REST API, `/hub/spawn`, a restart): that is where gallery visitors are held
+to their examples and to the gallery's caps.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dockerspawner import DockerSpawner
 from tornado import web
-from traitlets import Integer, Unicode, default
+from traitlets import Float, Integer, Unicode, default
 
+from gallery_common.gallery_file import Example
 from gallery_common.image_labels import MARKER_FILTER, parse_labels
+from gallery_hub.admission import visitor_servers
 from gallery_hub.environments import (
     Environment,
     Limits,
@@ -20,12 +30,32 @@ from gallery_hub.environments import (
     limits_for,
     render_options_form,
 )
-from gallery_hub.gallery_handlers import is_visitor
+from gallery_hub.gallery_limits import GalleryLimits
 from gallery_hub.gallery_source import gallery_source
+from gallery_hub.launch_limits import Refusal
+from gallery_hub.network_seal import SEAL_COMMAND, seal_rules
+from gallery_hub.visitors import is_visitor
+
+# docker compose knows the user containers as this (never started) service of the stack,
+# so `docker compose --profile user-servers ps` lists them and `down` can remove them.
+COMPOSE_SERVICE = "user-servers"
+
+
+class LaunchRefused(web.HTTPError):
+    """A start the gallery's caps do not allow now (429 with Retry-After)."""
+
+    def __init__(self, refusal: Refusal):
+        super().__init__(refusal.status, refusal.message)
+        self.refusal = refusal
+        # JupyterHub's spawn page copies these onto its answer.
+        self.headers = {"Retry-After": str(refusal.retry_after_s)}
 
 
 class GallerySpawner(DockerSpawner):
     """Users pick one of the built environments; its labels set the container's limits."""
+
+    # Docker calls of all servers share this pool (DockerSpawner's default is one thread).
+    _executor = ThreadPoolExecutor(4, thread_name_prefix="docker")
 
     pids_limit = Integer(
         512,
@@ -37,6 +67,51 @@ class GallerySpawner(DockerSpawner):
         config=True,
         help="User the container runs as (never root); repo2docker images use uid 1000.",
     )
+    tmp_size = Unicode(
+        "256m",
+        config=True,
+        help="Size of the tmpfs at /tmp (it counts toward the container's memory limit).",
+    )
+    log_max_size = Unicode(
+        "10m", config=True, help="Largest container log file before Docker rotates it."
+    )
+    log_max_files = Integer(2, config=True, help="Container log files Docker keeps.")
+    disk_quota = Unicode(
+        "10G",
+        config=True,
+        help="Quota of a container's writable layer (Docker --storage-opt size=). Applied "
+        "only where the storage driver supports it (overlay2 on xfs with pquota); empty: off.",
+    )
+    egress_proxy = Unicode(
+        "",
+        config=True,
+        help="URL of the egress proxy user containers reach the internet through "
+        "(HTTP_PROXY/HTTPS_PROXY); empty: no internet at all.",
+    )
+    max_memory_gb = Float(
+        16, config=True, help="Largest memory limit an environment's labels may ask for."
+    )
+    max_cpu = Float(8, config=True, help="Largest CPU limit an environment's labels may ask for.")
+    compose_project = Unicode(
+        "",
+        config=True,
+        help="The stack's compose project: user containers are labelled as its service "
+        f"`{COMPOSE_SERVICE}`. Empty: no compose labels.",
+    )
+    network_seal_image = Unicode(
+        "",
+        config=True,
+        help="Image with iptables that seals each user container's network right after it "
+        "starts (see gallery_hub.network_seal). Empty: not sealed (not for the internet).",
+    )
+    gallery_file = Unicode(
+        "/srv/gallery/gallery.yaml",
+        config=True,
+        help="The gallery file; temporary visitors may start only its examples.",
+    )
+
+    # Whether the storage driver takes a writable-layer quota: asked of Docker once.
+    _quota_supported: bool | None = None
 
     @default("remove")
     def _default_remove(self):
@@ -48,42 +123,128 @@ class GallerySpawner(DockerSpawner):
 
     @default("extra_host_config")
     def _default_extra_host_config(self):
-        return {
-            "security_opt": ["no-new-privileges"],
-            "pids_limit": self.pids_limit,
-            "cap_drop": ["ALL"],
-        }
+        return lambda spawner: spawner.host_config()
 
     @default("extra_create_kwargs")
     def _default_extra_create_kwargs(self):
-        return {"user": self.container_user}
+        return {"user": self.container_user, "labels": self.compose_labels()}
 
     @default("allowed_images")
     def _default_allowed_images(self):
-        # A callable, so the list is read from Docker each time it is needed.
-        return lambda spawner: {env.image: env.image for env in spawner.environments()}
+        # Checked against Docker in check_allowed, at every start.
+        return []
 
     @default("options_form")
     def _default_options_form(self):
-        return lambda spawner: render_options_form(
-            spawner.environments(),
-            is_admin=bool(spawner.user and spawner.user.admin),
-            default=spawner.default_limits(),
+        return lambda spawner: spawner.render_options_form()
+
+    # -- what the container gets -----------------------------------------------------
+
+    async def host_config(self) -> dict:
+        """Docker host settings of every user container (merged over DockerSpawner's)."""
+        config = {
+            "security_opt": ["no-new-privileges"],
+            "pids_limit": self.pids_limit,
+            "cap_drop": ["ALL"],
+            "tmpfs": {"/tmp": f"rw,exec,nosuid,nodev,size={self.tmp_size},mode=1777"},  # noqa: S108
+            "log_config": {
+                "type": "json-file",
+                "config": {"max-size": self.log_max_size, "max-file": str(self.log_max_files)},
+            },
+        }
+        if self.disk_quota and await self.quota_supported():
+            config["storage_opt"] = {"size": self.disk_quota}
+        return config
+
+    async def quota_supported(self) -> bool:
+        cls = type(self)
+        if cls._quota_supported is None:
+            info = await self.docker("info")
+            status = dict(info.get("DriverStatus") or [])
+            cls._quota_supported = (
+                info.get("Driver") == "overlay2" and status.get("Backing Filesystem") == "xfs"
+            )
+            if not cls._quota_supported:
+                self.log.info(
+                    "No writable-layer quota for user containers: the %s storage driver on %s "
+                    "does not support one",
+                    info.get("Driver"),
+                    status.get("Backing Filesystem", "this filesystem"),
+                )
+        return cls._quota_supported
+
+    def compose_labels(self) -> dict[str, str]:
+        if not self.compose_project:
+            return {}
+        return {
+            "com.docker.compose.project": self.compose_project,
+            "com.docker.compose.service": COMPOSE_SERVICE,
+            "com.docker.compose.oneoff": "False",
+            "com.docker.compose.container-number": "1",
+            # compose lists only containers that carry these two.
+            "com.docker.compose.version": "2",
+            "com.docker.compose.config-hash": "user-server",
+        }
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        if self.egress_proxy:
+            hub_host = urlsplit(self.hub_connect_url or "").hostname or "hub"
+            no_proxy = ",".join(dict.fromkeys([hub_host, "localhost", "127.0.0.1", "::1"]))
+            for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+                env[name] = self.egress_proxy
+            env["NO_PROXY"] = env["no_proxy"] = no_proxy
+        return env
+
+    async def start_object(self):
+        await super().start_object()
+        if self.network_seal_image:
+            await self.seal_network()
+
+    async def seal_network(self) -> None:
+        """Load the container's own firewall, through a helper in its network namespace."""
+        network = await self.docker("inspect_network", self.network_name)
+        ipam = (network.get("IPAM") or {}).get("Config") or [{}]
+        rules4, rules6 = seal_rules(ipam[0].get("Subnet", ""), ipam[0].get("Gateway", ""))
+        host_config = self.client.create_host_config(
+            network_mode=f"container:{self.container_id}",
+            cap_drop=["ALL"],
+            cap_add=["NET_ADMIN", "NET_RAW"],
+            security_opt=["no-new-privileges"],
         )
+        helper = await self.docker(
+            "create_container",
+            image=self.network_seal_image,
+            command=SEAL_COMMAND,
+            environment={"RULES4": rules4, "RULES6": rules6},
+            user="root",
+            labels=self.compose_labels(),
+            host_config=host_config,
+        )
+        try:
+            await self.docker("start", helper["Id"])
+            result = await self.docker("wait", helper["Id"], timeout=60)
+            if result.get("StatusCode") != 0:
+                output = await self.docker("logs", helper["Id"])
+                raise RuntimeError(f"could not seal the network: {output.decode()[-500:]}")
+        finally:
+            await self.docker("remove_container", helper["Id"], force=True)
 
-    gallery_file = Unicode(
-        "/srv/gallery/gallery.yaml",
-        config=True,
-        help="The gallery file; temporary visitors may start only its examples' images.",
-    )
+    # -- environments --------------------------------------------------------------
 
-    def gallery_images(self) -> set[str]:
-        gallery = gallery_source(Path(self.gallery_file)).current()
-        return {example.image_name for example in gallery.examples.values()}
+    async def environments(self) -> list[Environment]:
+        """The built environments, read from the images' labels (off the event loop)."""
+        images = await self.docker("images", filters={"label": MARKER_FILTER})
+        return environments_from_images(images)
 
-    def environments(self) -> list[Environment]:
-        """The built environments, read from the images' labels."""
-        return environments_from_images(self.client.images(filters={"label": MARKER_FILTER}))
+    async def render_options_form(self) -> str:
+        if is_visitor(self.user):
+            return ""  # visitors start only their example; they never see the list
+        return render_options_form(
+            await self.environments(),
+            is_admin=bool(self.user and self.user.admin),
+            default=self.default_limits(),
+        )
 
     def default_limits(self) -> Limits:
         """The configured limits, before any environment's labels changed them."""
@@ -95,16 +256,65 @@ class GallerySpawner(DockerSpawner):
 
     async def check_allowed(self, image):
         """Only built environments; the error says so and lists them."""
-        allowed = self._get_allowed_images()
-        if image not in allowed:
-            built = ", ".join(sorted(allowed)) or "none yet"
-            raise web.HTTPError(400, f"Image {image} is not a built environment (built: {built})")
-        return allowed[image]
+        built = {env.image for env in await self.environments()}
+        if image not in built:
+            names = ", ".join(sorted(built)) or "none yet"
+            raise web.HTTPError(400, f"Image {image} is not a built environment (built: {names})")
+        return image
+
+    # -- the gate every start passes ---------------------------------------------------
+
+    def visitor_example(self) -> Example:
+        """The example a visitor's server runs: its server name must be an example's id."""
+        example = gallery_source(Path(self.gallery_file)).current().examples.get(self.name)
+        if example is None:
+            raise web.HTTPError(
+                403, "Gallery visitors may start only the gallery's examples, from the gallery"
+            )
+        return example
+
+    def admission_key(self) -> tuple[str, str]:
+        return (self.user.name, self.name)
+
+    def client_address(self) -> str | None:
+        handler = getattr(self, "handler", None)
+        request = getattr(handler, "request", None)
+        return getattr(request, "remote_ip", None)
+
+    def admit(self) -> None:
+        """Raise unless the gallery's caps allow this start now."""
+        admission = GalleryLimits.instance(config=self.config).admission()
+        if is_visitor(self.user):
+            refusal = admission.admit(
+                self.admission_key(),
+                visitor_servers(self.user.settings["users"].values(), is_visitor),
+                address=self.client_address(),
+            )
+        else:
+            refusal = admission.disk_refusal()
+        if refusal:
+            self.log.info("Refused to start %s: %s", self._log_name, refusal.message)
+            raise LaunchRefused(refusal)
+
+    def release(self) -> None:
+        if is_visitor(self.user):
+            GalleryLimits.instance(config=self.config).admission().release(self.admission_key())
 
     async def start(self):
+        if is_visitor(self.user):
+            # The example decides the image, whatever the request carried.
+            self.user_options = {"image": self.visitor_example().image_name}
+        self.admit()
+        try:
+            return await self.start_environment()
+        except BaseException:
+            self.release()
+            raise
+
+    async def start_environment(self):
         image = self.user_options.get("image")
         if not image:
-            environments = self.environments()
+            environments = await self.environments()
             if len(environments) != 1:
                 raise web.HTTPError(
                     400,
@@ -113,13 +323,20 @@ class GallerySpawner(DockerSpawner):
                 )
             image = environments[0].image
             self.user_options = {**self.user_options, "image": image}
-        if is_visitor(self.user) and image not in self.gallery_images():
-            raise web.HTTPError(403, "Gallery visitors may start only the gallery's examples")
         defaults = self.default_limits()  # read before this start changes mem/cpu_limit
         self.image = await self.check_allowed(image)
         inspect = await self.docker("inspect_image", self.image)
         labels = parse_labels((inspect.get("Config") or {}).get("Labels"))
-        limits = limits_for(labels, defaults)
+        limits = limits_for(labels, defaults, maximum=self.maximum_limits())
         self.mem_limit = limits.mem_bytes
         self.cpu_limit = limits.cpu
         return await super().start()
+
+    def maximum_limits(self) -> Limits:
+        return Limits(mem_bytes=int(self.max_memory_gb * 1024**3), cpu=self.max_cpu)
+
+    async def stop(self, now=False):
+        try:
+            return await super().stop(now=now)
+        finally:
+            self.release()

@@ -36,12 +36,19 @@ def test_compose_reads_every_documented_setting():
 
 def test_env_example_defaults_match_compose_defaults():
     compose = (ROOT / "compose.yaml").read_text()
-    defaults = dict(re.findall(r"\$\{([A-Z][A-Z0-9_]*):-([^}]*)\}", compose))
+    settings = "\n".join(line for line in compose.splitlines() if not line.lstrip().startswith("#"))
+    uses = re.findall(r"\$\{([A-Z][A-Z0-9_]*)(?::-([^}]*))?\}", settings)
+    documented = {}
     for line in (ROOT / ".env.example").read_text().splitlines():
         match = re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line)
         if match:
-            name, value = match.groups()
-            assert defaults.get(name, "") == value, name
+            documented[match.group(1)] = match.group(2)
+    for name, default in uses:
+        if name == "COMPOSE_PROJECT_NAME":
+            continue
+        # An unset file setting mounts /dev/null: "no file".
+        allowed = {documented[name]} | ({"/dev/null"} if documented[name] == "" else set())
+        assert default in allowed, name
 
 
 def test_only_traefik_publishes_ports():

@@ -47,6 +47,18 @@ def test_limits_come_from_labels_or_defaults():
     assert limits_for(None, DEFAULT) == DEFAULT
 
 
+def test_labels_never_raise_limits_above_the_configured_maxima():
+    greedy = environments_from_images(
+        [{"RepoTags": ["d:m"], "Labels": labels(memory_limit_gb=512, cpu_limit=64)}]
+    )[0].labels
+    maximum = Limits(mem_bytes=16 * 1024**3, cpu=8.0)
+    assert limits_for(greedy, DEFAULT, maximum) == maximum
+    modest = environments_from_images(
+        [{"RepoTags": ["d:m"], "Labels": labels(memory_limit_gb=1, cpu_limit=0.5)}]
+    )[0].labels
+    assert limits_for(modest, DEFAULT, maximum) == Limits(mem_bytes=1024**3, cpu=0.5)
+
+
 def test_form_lists_every_environment_with_its_details():
     envs = environments_from_images(
         [

@@ -55,3 +55,35 @@ def test_bad_values_name_the_variable(env, field):
         HubSettings.from_env(env)
     assert info.value.name == field
     assert str(info.value).startswith(f"{field}: ")
+
+
+def test_containment_settings():
+    s = HubSettings.from_env({})
+    assert (s.user_egress, s.user_tmp_size, s.user_log_max_size) == ("proxy", "256m", "10m")
+    assert (s.user_disk_quota, s.min_free_disk_gb, s.https) == ("10G", 5.0, False)
+    s = HubSettings.from_env(
+        {
+            "GALLERY_USER_EGRESS": "none",
+            "GALLERY_USER_DISK_QUOTA": "off",
+            "GALLERY_MIN_FREE_DISK_GB": "0",
+            "GALLERY_TLS_CERT_FILE": "./certs/site.pem",
+        }
+    )
+    assert (s.user_egress, s.user_disk_quota, s.min_free_disk_gb) == ("none", "", 0.0)
+    assert s.https is True
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("GALLERY_USER_EGRESS", "open"),
+        ("GALLERY_USER_TMP_SIZE", "big"),
+        ("GALLERY_USER_LOG_MAX_SIZE", "-1"),
+        ("GALLERY_USER_DISK_QUOTA", "lots"),
+        ("GALLERY_MIN_FREE_DISK_GB", "-2"),
+    ],
+)
+def test_bad_containment_settings_name_the_variable(name, value):
+    with pytest.raises(SettingError) as info:
+        HubSettings.from_env({name: value})
+    assert info.value.name == name
