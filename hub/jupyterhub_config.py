@@ -89,6 +89,12 @@ c.GallerySpawner.args = [
     "--VoilaConfiguration.enable_nbextensions=True",
     '--VoilaConfiguration.extension_language_mapping={".py": "python"}',
 ]
+# Behind HTTPS the user servers' own XSRF cookie is Secure too (their login cookie
+# follows the hub's cookie_options).
+if settings.https:
+    c.GallerySpawner.args.append(
+        "--ServerApp.tornado_settings={'xsrf_cookie_kwargs': {'secure': True}}"
+    )
 # User servers outlive a hub restart; the hub finds them again when it starts.
 c.JupyterHub.cleanup_servers = False
 c.GallerySpawner.volumes = {

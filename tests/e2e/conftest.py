@@ -7,15 +7,19 @@ Fixtures:
   from the hub log where it is printed once.
 - `admin_token` (session): an API token of the admin.
 - `gitserver` (session): base URL of the fixture Git server on the stack's network.
+- `demo_image` (session): the fixture repository `demo` built as `gallery-demo:main`, the
+  image of the test gallery's examples; visitors are removed when the session ends.
 - `artifacts` (session): the folder for screenshots and logs (test-artifacts/).
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
+from .environments_client import EnvironmentsClient
 from .harness import (
     ARTIFACTS,
     make_admin_token,
@@ -23,6 +27,7 @@ from .harness import (
     running_stack,
     start_gitserver,
 )
+from .visitors import remove_visitors
 
 
 def pytest_collection_modifyitems(items):
@@ -56,3 +61,15 @@ def admin_token(stack, admin_password) -> str:
 @pytest.fixture(scope="session")
 def admin_password(stack) -> str:
     return read_admin_password(stack)
+
+
+@pytest.fixture(scope="session")
+def demo_image(stack, admin_token, gitserver):
+    client = EnvironmentsClient(stack.base_url, admin_token)
+    response = client.create(repository=f"{gitserver}/public/demo.git", name="gallery-demo")
+    build = client.wait(response.json()["id"])
+    assert build["state"] == "built" and build["image"] == "gallery-demo:main"
+    yield build["image"]
+    remove_visitors(stack, admin_token)
+    time.sleep(3)
+    client.request("DELETE", f"/{build['id']}")

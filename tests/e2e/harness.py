@@ -43,6 +43,7 @@ STANDINS = {
     "GALLERY_PYTHON_IMAGE": ("python:3.12-slim", "neurolang-gallery/python-standin:bookworm"),
     "GALLERY_TRAEFIK_IMAGE": ("traefik:v3.7", "neurolang-gallery/traefik-standin:3.7"),
 }
+OUTSIDE_HOST = "outside"
 GENERATED_PASSWORD = re.compile(r"Generated a password for the admin user 'admin': (\S+)")
 
 
@@ -94,7 +95,20 @@ def remove_leftover_projects() -> None:
     )
     for project in sorted(set(ps.stdout.split())):
         if project.startswith(PROJECT_PREFIX):
-            run(["docker", "compose", "-p", project, "down", "-v", "--remove-orphans"], check=False)
+            run(
+                [
+                    "docker",
+                    "compose",
+                    "-p",
+                    project,
+                    "--profile",
+                    "user-servers",
+                    "down",
+                    "-v",
+                    "--remove-orphans",
+                ],
+                check=False,
+            )
     # Containers the tests started themselves (git server, user servers), by name.
     stray = run(["docker", "ps", "-aq", "--filter", f"name={PROJECT_PREFIX}"], check=False)
     for container in stray.stdout.split():
@@ -128,8 +142,10 @@ class Stack:
         return self.base_url + path
 
     def services(self) -> list[dict]:
+        """The stack's own containers (not the user servers the hub started)."""
         out = self.compose("ps", "--all", "--format", "json").stdout
-        return [json.loads(line) for line in out.splitlines() if line.strip()]
+        services = [json.loads(line) for line in out.splitlines() if line.strip()]
+        return [s for s in services if s["Service"] != "user-servers"]
 
     def wait_healthy(self, timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout
@@ -143,13 +159,19 @@ class Stack:
     @contextlib.contextmanager
     def hub_settings(self, **settings: str):
         """Run the hub with some settings changed (recreates the hub container only)."""
+        with self.settings(("hub",), **settings):
+            yield
+
+    @contextlib.contextmanager
+    def settings(self, services: tuple[str, ...], **settings: str):
+        """Run `services` with some settings changed (`up -d` recreates only those)."""
         saved = {name: self.env.get(name) for name in settings}
         self.env.update(settings)
         try:
-            self.compose("up", "-d", "--wait", "hub", timeout=300)
+            self.compose("up", "-d", "--wait", *services, timeout=300)
             yield
         finally:
-            # The hub is recreated below: keep this one's log for the record.
+            # The services are recreated below: keep the hub's log for the record.
             changed = "-".join(sorted(settings)).lower()
             (ARTIFACTS / f"hub-log-with-{changed}.txt").write_text(self.logs("hub"))
             for name, value in saved.items():
@@ -157,7 +179,26 @@ class Stack:
                     self.env.pop(name, None)
                 else:
                     self.env[name] = value
-            self.compose("up", "-d", "--wait", "hub", timeout=300)
+            self.compose("up", "-d", "--wait", *services, timeout=300)
+
+    def leftovers(self) -> list[str]:
+        """Containers, networks and volumes of this project that still exist."""
+        found = []
+        for kind in ("container", "network", "volume"):
+            listing = run(
+                [
+                    "docker",
+                    kind,
+                    "ls",
+                    *(["-a"] if kind == "container" else []),
+                    "-q",
+                    "--filter",
+                    f"name={self.project}",
+                ],
+                check=False,
+            ).stdout.split()
+            found += [f"{kind} {name}" for name in listing]
+        return found
 
     def hub_state_secrets(self) -> dict[str, str]:
         """Every secret file on the hub state volume, read inside the hub container."""
@@ -225,6 +266,8 @@ def running_stack(artifacts: Path, dump_logs: Callable[[], bool] = lambda: False
         "GALLERY_BIND_ADDRESS": "127.0.0.1",
         "GALLERY_ADMIN_PASSWORD": "",  # let the hub generate one: the tests read it once
         "GALLERY_FILE": str(write_test_gallery(artifacts)),
+        # The "internet" of the tests: a server only the egress proxy can reach.
+        "GALLERY_EGRESS_ALLOW": OUTSIDE_HOST,
     }
     the_stack = Stack(
         project=f"{PROJECT_PREFIX}{secrets.token_hex(3)}",
@@ -240,12 +283,22 @@ def running_stack(artifacts: Path, dump_logs: Callable[[], bool] = lambda: False
         started = True
         yield the_stack
     finally:
-        run(["docker", "rm", "-f", f"{the_stack.project}-gitserver"], check=False)
+        for helper in ("gitserver", "outside"):
+            run(["docker", "rm", "-f", f"{the_stack.project}-{helper}"], check=False)
         logs = the_stack.logs()
         (artifacts / "compose-logs.txt").write_text(logs)
         if not started or dump_logs():
             print(f"\n===== docker compose logs ({the_stack.project}) =====\n{logs}")
-        the_stack.compose("down", "-v", "--remove-orphans", "--timeout", "10", check=False)
+        # The plain command a self-hoster runs: the hub stops the user servers itself.
+        down = the_stack.compose("down", "-v", check=False)
+        left = the_stack.leftovers()
+        if left:  # clean up anyway, then fail
+            the_stack.compose(
+                "--profile", "user-servers", "down", "-v", "--remove-orphans", check=False
+            )
+        if started:
+            assert "still in use" not in down.stderr, down.stderr
+            assert not left, f"`docker compose down -v` left {left}"
 
 
 GIT_USER = "fixture-user"

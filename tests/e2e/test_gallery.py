@@ -3,91 +3,25 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
 import requests
 import yaml
 from playwright.sync_api import expect
 
 from .browser import chromium
-from .environments_client import EnvironmentsClient
 from .harness import TEST_GALLERY
-
-XSRF_FIELD = re.compile(r'name="_xsrf" value="([^"]+)"')
-VISITOR = re.compile(r"gallery-[0-9a-f]{16}")
-
-
-def docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], capture_output=True, text=True).stdout
-
-
-def hub_api(stack, token, method, path, **kwargs) -> requests.Response:
-    return requests.request(
-        method,
-        f"{stack.base_url}/hub/api{path}",
-        headers={"Authorization": f"token {token}"},
-        timeout=60,
-        **kwargs,
-    )
-
-
-def visitor_names(stack, admin_token) -> set[str]:
-    group = hub_api(stack, admin_token, "GET", "/groups/gallery-visitors").json()
-    return set(group["users"])
-
-
-def anonymous_launch_form(stack) -> tuple[requests.Session, str]:
-    """A fresh visitor's session and the XSRF token of its gallery page."""
-    session = requests.Session()
-    page = session.get(stack.url("/hub/gallery"), timeout=30)
-    assert page.status_code == 200
-    return session, XSRF_FIELD.search(page.text).group(1)
-
-
-def launch(session, stack, xsrf, example="demo") -> requests.Response:
-    return session.post(
-        stack.url(f"/hub/gallery/launch/{example}"),
-        data={"_xsrf": xsrf, "view": "voila"},
-        allow_redirects=False,
-        timeout=120,
-    )
-
-
-def remove_visitors(stack, admin_token) -> None:
-    for name in visitor_names(stack, admin_token):
-        user = hub_api(stack, admin_token, "GET", f"/users/{name}").json()
-        for server in user.get("servers", {}):
-            hub_api(
-                stack,
-                admin_token,
-                "DELETE",
-                f"/users/{name}/servers/{server}",
-                json={"remove": True},
-            )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        names = visitor_names(stack, admin_token)
-        for name in names:
-            hub_api(stack, admin_token, "DELETE", f"/users/{name}")
-        if not names:
-            return
-        time.sleep(2)
-
-
-@pytest.fixture(scope="module")
-def demo_image(stack, admin_token, gitserver):
-    client = EnvironmentsClient(stack.base_url, admin_token)
-    response = client.create(repository=f"{gitserver}/public/demo.git", name="gallery-demo")
-    build = client.wait(response.json()["id"])
-    assert build["state"] == "built" and build["image"] == "gallery-demo:main"
-    yield build["image"]
-    remove_visitors(stack, admin_token)
-    time.sleep(3)
-    client.request("DELETE", f"/{build['id']}")
+from .visitors import (
+    VISITOR,
+    anonymous_launch_form,
+    docker,
+    hub_api,
+    launch,
+    remove_visitors,
+    visitor_names,
+)
 
 
 def test_a_visitor_launches_examples_with_one_click(stack, demo_image, admin_token, artifacts):
@@ -203,14 +137,14 @@ def test_idle_examples_are_cleaned_up(stack, demo_image, admin_token):
         # DockerSpawner escapes '-' in user names: match on the random part.
         container = f"{visitor.removeprefix('gallery-')}--demo"
         deadline = time.monotonic() + 120
-        while not docker("ps", "-q", "--filter", f"name={container}").strip():
+        while not docker("ps", "-q", "--filter", f"name={container}").stdout.strip():
             assert time.monotonic() < deadline, "the example never started"
             time.sleep(1)
 
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             gone = hub_api(stack, admin_token, "GET", f"/users/{visitor}").status_code == 404
-            if gone and not docker("ps", "-aq", "--filter", f"name={container}").strip():
+            if gone and not docker("ps", "-aq", "--filter", f"name={container}").stdout.strip():
                 break
             time.sleep(3)
         else:

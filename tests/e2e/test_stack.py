@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_every_service_is_running_and_healthy(stack):
     services = {s["Service"]: s for s in stack.services()}
-    assert set(services) == {"traefik", "hub", "builder"}
+    assert set(services) == {"traefik", "hub", "builder", "egress"}
     for name, service in services.items():
         assert service["State"] == "running", name
         assert service["Health"] == "healthy", name
@@ -142,3 +142,18 @@ def test_hub_restart_keeps_state_and_prints_the_password_once(stack, admin_passw
     _, response = login(stack.base_url, "admin", admin_password)
     assert response.status_code == 200
     assert "/hub/login" not in response.url
+
+
+# Keep this the last test of the session's last file: it empties the login bucket of
+# 127.0.0.1 at Traefik, and the bucket refills slowly (10 a minute).
+def test_traefik_rate_limits_password_guessing(stack):
+    answers = []
+    for _ in range(25):
+        response = requests.post(
+            stack.url("/hub/login"), data={"username": "admin", "password": "guess"}, timeout=10
+        )
+        answers.append(response.status_code)
+        if response.status_code == 429:
+            break
+    assert answers[-1] == 429, answers
+    assert len(answers) >= 5  # a few honest mistakes are fine
