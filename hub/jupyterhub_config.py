@@ -10,7 +10,7 @@ from gallery_common.secret_files import read_or_create_secret
 from gallery_hub.admin_password import load_admin_password
 from gallery_hub.hub_settings import HubSettings
 from gallery_hub.stack_address import address_on_network
-from gallery_hub.visitors import VISITOR_GROUP, is_visitor, visitor_role
+from gallery_hub.visitors import VISITOR_GROUP, WARM_GROUP, is_visitor, visitor_role
 
 c = get_config()
 settings = HubSettings.from_env(os.environ)
@@ -116,6 +116,7 @@ MANAGE_SCOPE = "custom:environments:manage"
 READ_SCOPE = "custom:environments:read"
 service_token, _ = read_or_create_secret(Path("/srv/service-tokens/environments-service-token"))
 gallery_token, _ = read_or_create_secret(Path("/srv/jupyterhub/state/gallery-service-token"))
+warm_pool_token, _ = read_or_create_secret(state / "warm-pool-service-token")
 
 c.GalleryHandlersMixin.gallery_file = str(settings.gallery_file)
 c.GalleryHandlersMixin.thumbnails_dir = str(settings.thumbnails_dir)
@@ -126,6 +127,11 @@ c.GalleryLimits.max_servers = settings.max_servers
 c.GalleryLimits.max_servers_per_visitor = settings.max_servers_per_visitor
 c.GalleryLimits.launches_per_minute = settings.launches_per_minute
 c.GalleryLimits.min_free_disk_gb = settings.min_free_disk_gb
+c.GalleryLimits.start_concurrency = settings.start_concurrency
+# The warm pool (examples' `warm: N` in gallery.yaml, GALLERY_WARM_MAX in all).
+c.GalleryHandlersMixin.warm_pool_token = warm_pool_token
+c.GalleryHandlersMixin.warm_max = settings.warm_max
+c.GalleryHandlersMixin.max_age_s = settings.max_age_s
 c.JupyterHub.allow_named_servers = True
 # Also bounds the server records a visitor can make through /hub/spawn/<name>/<server>.
 c.JupyterHub.named_server_limit_per_user = lambda handler: (
@@ -145,6 +151,8 @@ c.JupyterHub.services = [
         "oauth_client_allowed_scopes": [MANAGE_SCOPE, "admin-ui"],
     },
     {"name": "gallery", "api_token": gallery_token},
+    # The warm pool, inside the hub, starts its servers through the hub's API.
+    {"name": "gallery-warm-pool", "api_token": warm_pool_token},
     {
         "name": "gallery-culler",
         "command": [
@@ -162,6 +170,7 @@ c.JupyterHub.services = [
 c.JupyterHub.load_groups = {
     "environment-managers": {"users": []},
     VISITOR_GROUP: {"users": []},
+    WARM_GROUP: {"users": []},
 }
 c.JupyterHub.load_roles = [
     {
@@ -173,6 +182,12 @@ c.JupyterHub.load_roles = [
     # Granted through the visitors' group, so it survives hub restarts.
     visitor_role(),
     {"name": "gallery-reader", "scopes": [READ_SCOPE], "services": ["gallery"]},
+    {
+        "name": "gallery-warm-pool",
+        "description": "Start, stop and remove the warm pool's visitors.",
+        "scopes": [f"admin:users!group={WARM_GROUP}", f"servers!group={WARM_GROUP}"],
+        "services": ["gallery-warm-pool"],
+    },
     {
         "name": "gallery-culler",
         "description": "Stop idle visitors' servers and remove the visitors.",

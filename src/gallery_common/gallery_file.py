@@ -3,7 +3,7 @@
     images:                      # what `build-image --file` builds
       <name>: {repo, ref, cpu, memory}
     examples:                    # the cards of the public gallery
-      <id>: {title, description, path, repo_url, image_name, image_url, view}
+      <id>: {title, description, path, repo_url, image_name, image_url, view, warm}
 
 Every error names the entry and the key, e.g. `examples.destrieux.path: ...`.
 """
@@ -25,7 +25,17 @@ EXAMPLE_ID_PATTERN = re.compile(r"^(?=.{1,30}$)[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 IMAGE_NAME_PATTERN = re.compile(NAME_PATTERN.pattern + r":[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 VIEWS = ("voila", "notebook")
 _IMAGE_KEYS = {"repo", "ref", "cpu", "memory"}
-_EXAMPLE_KEYS = {"title", "description", "path", "repo_url", "image_name", "image_url", "view"}
+_EXAMPLE_KEYS = {
+    "title",
+    "description",
+    "path",
+    "repo_url",
+    "image_name",
+    "image_url",
+    "view",
+    "warm",
+}
+MAX_WARM = 20
 
 
 class GalleryFileError(ValueError):
@@ -55,6 +65,7 @@ class Example:
     image_name: str
     image_url: str
     view: str = "voila"
+    warm: int = 0  # servers kept started and rendered, ready for the next click
 
 
 @dataclass(frozen=True)
@@ -150,6 +161,7 @@ def _example(key: Any, value: Any) -> Example:
         image_name=image_name,
         image_url=_image_url(spec, where),
         view=view,
+        warm=_count(spec, "warm", where, MAX_WARM),
     )
 
 
@@ -171,6 +183,13 @@ def _positive(spec: dict, key: str, where: str) -> float | None:
     if not math.isfinite(value) or value <= 0:
         raise GalleryFileError(f"{where}.{key}", "must be greater than zero")
     return float(value)
+
+
+def _count(spec: dict, key: str, where: str, maximum: int) -> int:
+    value = spec.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise GalleryFileError(f"{where}.{key}", f"must be a whole number from 0 to {maximum}")
+    return value
 
 
 def _relative_path(spec: dict, key: str, where: str) -> str:

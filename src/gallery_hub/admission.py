@@ -87,6 +87,11 @@ class Admission:
             )
         return None
 
+    def in_use(self, servers: VisitorServers) -> int:
+        """Visitors' servers counted against the cap now (running and admitted)."""
+        self._forget_stale(servers, self.clock())
+        return len(servers.ready | self._reserved.keys())
+
     def reserved(self) -> set[ServerKey]:
         return set(self._reserved)
 

@@ -8,16 +8,18 @@ from pathlib import Path
 
 import docker
 from jupyterhub.auth import Authenticator
-from traitlets import Unicode
+from traitlets import Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
 from gallery_hub.admin_password import verify_password
-from gallery_hub.environments import built_environment_images
+from gallery_hub.admission import visitor_servers
+from gallery_hub.environments import built_environment_images, container_images, image_ids
 from gallery_hub.gallery_handlers import GalleryContext, gallery_handlers
 from gallery_hub.gallery_limits import GalleryLimits
 from gallery_hub.gallery_source import gallery_source
 from gallery_hub.gallery_state import CachedValue, builds_in_progress
 from gallery_hub.visitors import is_visitor, strip_default_role_from_visitors
+from gallery_hub.warm_pool import WarmPool
 
 
 class GalleryHandlersMixin(LoggingConfigurable):
@@ -39,6 +41,16 @@ class GalleryHandlersMixin(LoggingConfigurable):
     builder_api_url = Unicode(
         "", config=True, help="The environments API, for examples that are being built."
     )
+    warm_pool_token = Unicode(
+        "", config=True, help="API token of the `gallery-warm-pool` service; empty: no pool."
+    )
+    warm_max = Integer(5, config=True, help="Warm servers in all (GALLERY_WARM_MAX).")
+    max_age_s = Integer(
+        14400, config=True, help="GALLERY_MAX_AGE: warm servers are replaced after half of it."
+    )
+    hub_api_url = Unicode(
+        "http://127.0.0.1:8081/hub/api", config=True, help="The hub's API, as the pool calls it."
+    )
 
     def get_handlers(self, app):
         handlers = list(super().get_handlers(app))
@@ -46,15 +58,34 @@ class GalleryHandlersMixin(LoggingConfigurable):
         if repaired:
             self.log.warning("Removed the default `user` role from %d gallery visitors", repaired)
         client = docker.from_env()
+        limits = GalleryLimits.instance(config=self.config)
+        source = gallery_source(Path(self.gallery_file))
         context = GalleryContext(
-            source=gallery_source(Path(self.gallery_file)),
+            source=source,
             built_images=CachedValue(partial(built_environment_images, client)),
             images_in_progress=CachedValue(
                 partial(builds_in_progress, self.builder_api_url, self.gallery_token)
             ),
-            admission=lambda: GalleryLimits.instance(config=self.config).admission(),
+            admission=limits.admission,
             thumbnails_dir=self.thumbnails_dir,
         )
+        if self.warm_pool_token and self.warm_max > 0:
+            context.pool = WarmPool(
+                app,
+                source=source,
+                api_url=self.hub_api_url,
+                token=self.warm_pool_token,
+                max_warm=self.warm_max,
+                max_age_s=self.max_age_s,
+                room=lambda: (
+                    limits.max_servers
+                    - limits.admission().in_use(visitor_servers(app.users.values(), is_visitor))
+                ),
+                launches_waiting=lambda: limits.start_queue().waiting(),
+                image_ids=partial(image_ids, client),
+                container_images=partial(container_images, client),
+            )
+            context.pool.start()
         handlers.extend(gallery_handlers(context))
         return handlers
 

@@ -1,12 +1,15 @@
 """Built environments as the hub sees them: images with the gallery's labels.
 
-Pure functions (no Docker, no tornado): the spawner feeds them what docker-py returns.
+Pure functions (no tornado), fed what docker-py returns; the few that ask Docker take a
+docker-py client and are called in a thread.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from html import escape
+
+import docker
 
 from gallery_common.image_labels import MARKER_FILTER, EnvironmentLabels, parse_labels
 
@@ -43,6 +46,28 @@ def built_environment_images(client) -> set[str]:
     """Names of the built environments, asked of Docker through a docker-py client."""
     images = client.api.images(filters={"label": MARKER_FILTER})
     return {env.image for env in environments_from_images(images)}
+
+
+def image_ids(client, names: set[str]) -> dict[str, str | None]:
+    """The image id each name points to now (None: no such image)."""
+    found: dict[str, str | None] = {}
+    for name in names:
+        try:
+            found[name] = client.api.inspect_image(name)["Id"]
+        except docker.errors.ImageNotFound:
+            found[name] = None
+    return found
+
+
+def container_images(client, containers: dict[str, str]) -> dict[str, str | None]:
+    """The image id each container runs (keys are the caller's; None: no such container)."""
+    found: dict[str, str | None] = {}
+    for key, container in containers.items():
+        try:
+            found[key] = client.api.inspect_container(container)["Image"]
+        except docker.errors.NotFound:
+            found[key] = None
+    return found
 
 
 @dataclass(frozen=True)

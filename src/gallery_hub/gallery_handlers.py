@@ -33,6 +33,7 @@ from gallery_hub.gallery_state import READY, CachedValue, example_state
 from gallery_hub.launch_limits import Refusal
 from gallery_hub.spawner import LaunchRefused
 from gallery_hub.visitors import VISITOR_PREFIX, is_visitor, make_visitor
+from gallery_hub.warm_pool import WarmPool
 
 log = logging.getLogger("gallery_hub")
 
@@ -46,6 +47,7 @@ class GalleryContext:
     images_in_progress: CachedValue
     admission: Callable[[], Admission]
     thumbnails_dir: str
+    pool: WarmPool | None = None
 
 
 def landing_url(user, example: Example, view: str) -> str:
@@ -96,8 +98,13 @@ class GalleryPageHandler(GalleryBaseHandler):
             }
             for example in gallery.examples.values()
         ]
+        # Admins see how many warm servers wait for each example.
+        show_warm = bool(self.gallery.pool and user is not None and user.admin)
+        warm = self.gallery.pool.ready_counts() if show_warm else {}
+        for card in cards:
+            card["warm"] = warm.get(card["example"].id, 0)
         html = await self.render_template(
-            "gallery.html", cards=cards, xsrf=self.xsrf_token.decode()
+            "gallery.html", cards=cards, xsrf=self.xsrf_token.decode(), show_warm=show_warm
         )
         self.finish(html)
 
@@ -119,13 +126,25 @@ class LaunchHandler(GalleryBaseHandler):
         if spawner is not None and spawner.active:  # already running: just go there
             self.redirect(self.pending_url(user, example, view), status=303)
             return
+        address = self.request.remote_ip or "unknown"
+        if user is None and self.gallery.pool is not None and example.warm:
+            refusal = self.gallery.admission().limiter.check(address)
+            if refusal:
+                await self.refuse(refusal, example)
+                return
+            warm = self.gallery.pool.claim(example.id)
+            if warm is not None:  # started and rendered already: straight to the app
+                self.set_login_cookie(warm)
+                self.redirect(landing_url(warm, example, view), status=303)
+                return
+            address = None  # counted above
         if user is None or is_visitor(user):
             # Reserve room before a visitor exists: a full gallery leaves no visitor behind.
             name = user.name if user is not None else VISITOR_PREFIX + secrets.token_hex(8)
             refusal = self.gallery.admission().admit(
                 (name, example.id),
                 visitor_servers(self.users.values(), is_visitor),
-                address=self.request.remote_ip or "unknown",
+                address=address,
             )
             if refusal:
                 await self.refuse(refusal, example)
@@ -134,17 +153,22 @@ class LaunchHandler(GalleryBaseHandler):
         if created:
             user = self.create_visitor(name)
             self.set_login_cookie(user)
-        try:
-            user.get_or_create_spawner(example.id, "", replace_failed=True)
-            await self.spawn_single_user(user, example.id, options={"image": example.image_name})
-        except LaunchRefused as refused:
-            await self.forget_if_empty(user, created)
-            await self.refuse(refused.refusal, example)
-            return
-        except Exception:
+        user.get_or_create_spawner(example.id, "", replace_failed=True)
+        spawn = asyncio.ensure_future(
+            self.spawn_single_user(user, example.id, options={"image": example.image_name})
+        )
+        # Answer at once with the progress page; only a start refused right away (by the
+        # spawner's own admission) is answered here.
+        await asyncio.wait([spawn], timeout=0.2)
+        if spawn.done() and spawn.exception() is not None:
+            error = spawn.exception()
             self.gallery.admission().release((user.name, example.id))
             await self.forget_if_empty(user, created)
-            raise
+            if isinstance(error, LaunchRefused):
+                await self.refuse(error.refusal, example)
+                return
+            raise error
+        spawn.add_done_callback(_log_failed_start)
         self.redirect(self.pending_url(user, example, view), status=303)
 
     def pending_url(self, user, example: Example, view: str) -> str:
@@ -166,6 +190,12 @@ class LaunchHandler(GalleryBaseHandler):
         await user.delete_spawners()
         self.users.delete(user)
         log.info("gallery: removed temporary user %s (its launch failed)", user.name)
+
+
+def _log_failed_start(spawn: asyncio.Future) -> None:
+    """A start that fails later shows on the progress page; retrieve it for asyncio."""
+    if not spawn.cancelled() and spawn.exception() is not None:
+        log.info("gallery: a launch failed after its progress page: %s", spawn.exception())
 
 
 def gallery_handlers(gallery: GalleryContext) -> list[tuple]:

@@ -13,6 +13,7 @@ from traitlets.config import SingletonConfigurable
 
 from gallery_hub.admission import Admission
 from gallery_hub.launch_limits import LaunchRateLimiter
+from gallery_hub.start_queue import StartQueue
 
 
 def free_disk_bytes() -> int:
@@ -40,7 +41,20 @@ class GalleryLimits(SingletonConfigurable):
         help="Refuse new servers while Docker's data root has less free space (GB); 0: off.",
     )
 
+    start_concurrency = Integer(
+        2,
+        config=True,
+        help="Servers that start at once; more launches wait in line (their place shown).",
+    )
+
     _admission: Admission | None = None
+    _start_queue: StartQueue | None = None
+
+    def start_queue(self) -> StartQueue:
+        """The one line of starts of this hub (visitors' and everyone else's)."""
+        if self._start_queue is None:
+            self._start_queue = StartQueue(self.start_concurrency)
+        return self._start_queue
 
     def admission(self) -> Admission:
         """The one Admission of this hub (its reservations are shared by every caller)."""

@@ -52,6 +52,8 @@ class HubSettings:
     https: bool
     domain: str
     egress_image: str
+    warm_max: int
+    start_concurrency: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> HubSettings:
@@ -104,6 +106,8 @@ class HubSettings:
             https=bool(env_str(env, "GALLERY_DOMAIN") or env_str(env, "GALLERY_TLS_CERT_FILE")),
             domain=env_str(env, "GALLERY_DOMAIN"),
             egress_image=env_str(env, "GALLERY_EGRESS_IMAGE", "neurolang-gallery/egress:latest"),
+            warm_max=env_int(env, "GALLERY_WARM_MAX", 5, minimum=0, maximum=200),
+            start_concurrency=env_int(env, "GALLERY_START_CONCURRENCY", 2, minimum=1, maximum=64),
         )
 
 

@@ -12,12 +12,15 @@ to their examples and to the gallery's caps.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from dockerspawner import DockerSpawner
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient
 from traitlets import Float, Integer, Unicode, default
 
 from gallery_common.gallery_file import Example
@@ -305,11 +308,58 @@ class GallerySpawner(DockerSpawner):
             # The example decides the image, whatever the request carried.
             self.user_options = {"image": self.visitor_example().image_name}
         self.admit()
+        queue = GalleryLimits.instance(config=self.config).start_queue()
         try:
-            return await self.start_environment()
+            self.phase = "queued"
+            async with queue.turn(self.admission_key()):
+                self.phase = "starting"
+                url = await self.start_environment()
+                self.phase = "connecting"
+                await self.wait_until_answering(url)
+            return url
         except BaseException:
             self.release()
             raise
+
+    async def wait_until_answering(self, url: str) -> None:
+        """Return as soon as the server answers (JupyterHub's own check then passes at once).
+
+        JupyterHub polls a new server with a backoff that adds up to a second or more; this
+        asks every 50 ms, within the same time limit.
+        """
+        target = f"{url.rstrip('/')}{self.server.base_url if self.server else '/'}api"
+        client = AsyncHTTPClient()
+        deadline = time.monotonic() + self.http_timeout
+        while time.monotonic() < deadline:
+            try:
+                answer = await client.fetch(target, request_timeout=2, raise_error=False)
+                if answer.code < 500 and answer.code != 599:
+                    return
+            except OSError:
+                pass
+            await asyncio.sleep(0.05)
+
+    async def progress(self):
+        """Events for JupyterHub's progress page: place in line, then what is happening."""
+        queue = GalleryLimits.instance(config=self.config).start_queue()
+        shown = None
+        while self._spawn_pending or self._start_pending:
+            place = queue.position(self.admission_key())
+            phase = getattr(self, "phase", "queued")
+            if place and place > 0:
+                event = {
+                    "progress": 10,
+                    "message": f"Waiting for a free slot: {place} "
+                    f"{'launch' if place == 1 else 'launches'} ahead of yours",
+                }
+            elif phase == "connecting":
+                event = {"progress": 70, "message": "Starting the app"}
+            else:
+                event = {"progress": 40, "message": "Starting your example's container"}
+            if event != shown:
+                shown = event
+                yield event
+            await asyncio.sleep(0.25)
 
     async def start_environment(self):
         image = self.user_options.get("image")

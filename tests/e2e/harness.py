@@ -19,6 +19,7 @@ GALLERY_BUILDER_IMAGE tags): the cleanup of earlier runs touches only its own pr
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -254,8 +255,25 @@ def write_test_gallery(artifacts: Path) -> Path:
 
 
 @contextlib.contextmanager
+def engine_lock():
+    """One end-to-end run at a time on this Docker engine.
+
+    Runs from two checkouts would share image names (the tests' environments, tags such
+    as gallery-demo:main) and delete each other's; the second waits for the first.
+    """
+    with open("/tmp/neurolang-gallery-e2e.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@contextlib.contextmanager
 def running_stack(artifacts: Path, dump_logs: Callable[[], bool] = lambda: False):
     """Build and start the stack under a fresh project; always remove it afterwards."""
+    with engine_lock():
+        yield from _running_stack(artifacts, dump_logs)
+
+
+def _running_stack(artifacts: Path, dump_logs: Callable[[], bool]):
     remove_leftover_projects()
     http_port, https_port = free_port(), free_port()
     env = {

@@ -34,13 +34,14 @@ def test_defaults_and_values():
     gallery = parse_gallery(
         {
             "images": {"demo": {"repo": "https://x.org/demo", "cpu": 2}},
-            "examples": {"demo": EXAMPLE, "nb": {**EXAMPLE, "view": "notebook"}},
+            "examples": {"demo": EXAMPLE, "nb": {**EXAMPLE, "view": "notebook", "warm": 2}},
         }
     )
     assert gallery.images["demo"].ref is None
     assert gallery.images["demo"].cpu == 2.0
     assert gallery.examples["demo"].view == "voila"
     assert gallery.examples["nb"].view == "notebook"
+    assert (gallery.examples["demo"].warm, gallery.examples["nb"].warm) == (0, 2)
 
 
 @pytest.mark.parametrize(
@@ -60,6 +61,10 @@ def test_defaults_and_values():
         ({"examples": {"demo": {**EXAMPLE, "repo_url": "ftp://x"}}}, "examples.demo.repo_url"),
         ({"examples": {"demo": {**EXAMPLE, "image_url": "../x.png"}}}, "examples.demo.image_url"),
         ({"examples": {"demo": {**EXAMPLE, "view": "lab"}}}, "examples.demo.view"),
+        ({"examples": {"demo": {**EXAMPLE, "warm": -1}}}, "examples.demo.warm"),
+        ({"examples": {"demo": {**EXAMPLE, "warm": 1.5}}}, "examples.demo.warm"),
+        ({"examples": {"demo": {**EXAMPLE, "warm": 99}}}, "examples.demo.warm"),
+        ({"examples": {"demo": {**EXAMPLE, "warm": True}}}, "examples.demo.warm"),
         ({"examples": {"Demo!": EXAMPLE}}, "examples.Demo!"),
         ({"examples": {"with_underscore": EXAMPLE}}, "examples.with_underscore"),
         ({"examples": {"a" * 31: EXAMPLE}}, "examples." + "a" * 31),
