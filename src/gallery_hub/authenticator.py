@@ -69,7 +69,7 @@ class GalleryHandlersMixin(LoggingConfigurable):
             admission=limits.admission,
             thumbnails_dir=self.thumbnails_dir,
         )
-        if self.warm_pool_token and self.warm_max > 0:
+        if self.warm_pool_token:  # with warm_max 0 it only retires what is left
             context.pool = WarmPool(
                 app,
                 source=source,

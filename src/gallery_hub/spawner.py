@@ -137,6 +137,10 @@ class GallerySpawner(DockerSpawner):
         # Checked against Docker in check_allowed, at every start.
         return []
 
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        return lambda spawner, options: None  # `image` is handled in start()
+
     @default("options_form")
     def _default_options_form(self):
         return lambda spawner: spawner.render_options_form()
@@ -321,12 +325,14 @@ class GallerySpawner(DockerSpawner):
             self.release()
             raise
 
-    async def wait_until_answering(self, url: str) -> None:
+    async def wait_until_answering(self, url: str | tuple[str, int]) -> None:
         """Return as soon as the server answers (JupyterHub's own check then passes at once).
 
         JupyterHub polls a new server with a backoff that adds up to a second or more; this
         asks every 50 ms, within the same time limit.
         """
+        if isinstance(url, tuple):  # DockerSpawner answers (ip, port)
+            url = f"http://{url[0]}:{url[1]}"
         target = f"{url.rstrip('/')}{self.server.base_url if self.server else '/'}api"
         client = AsyncHTTPClient()
         deadline = time.monotonic() + self.http_timeout

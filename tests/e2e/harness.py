@@ -235,6 +235,15 @@ TEST_GALLERY = {
             "image_url": "vwfa.svg",
             "view": "notebook",
         },
+        "warmdemo": {
+            "title": "Demo, kept warm",
+            "description": "The demo notebook with a warm server waiting (when the pool is on).",
+            "path": "app.ipynb",
+            "repo_url": "https://git.example.invalid/demo",
+            "image_name": "gallery-demo:main",
+            "image_url": "difumo.svg",
+            "warm": 1,
+        },
         "unbuilt": {
             "title": "Not built yet",
             "description": "Its image does not exist.",
@@ -286,6 +295,8 @@ def _running_stack(artifacts: Path, dump_logs: Callable[[], bool]):
         "GALLERY_FILE": str(write_test_gallery(artifacts)),
         # The "internet" of the tests: a server only the egress proxy can reach.
         "GALLERY_EGRESS_ALLOW": OUTSIDE_HOST,
+        # No warm servers but in the warm pool's own tests (they count toward the caps).
+        "GALLERY_WARM_MAX": "0",
     }
     the_stack = Stack(
         project=f"{PROJECT_PREFIX}{secrets.token_hex(3)}",

@@ -105,9 +105,13 @@ def fresh_limits(monkeypatch):
 
     async def started(self):
         self.started_with = {"image": self.image, "mem": self.mem_limit, "cpu": self.cpu_limit}
-        return "http://172.27.0.9:8888"
+        return ("172.27.0.9", 8888)
+
+    async def answering(self, url):
+        self.answered = url
 
     monkeypatch.setattr(DockerSpawner, "start", started)
+    monkeypatch.setattr(RealSpawner, "wait_until_answering", answering)
     yield
     GalleryLimits.clear_instance()
 
@@ -162,7 +166,8 @@ def test_a_visitor_runs_its_example_with_the_examples_image_whatever_it_asked(ga
     spawner = make_spawner(
         gallery_file, make_user("v1", True, users), options={"image": "neurolang-gallery/hub"}
     )
-    assert run(spawner.start()) == "http://172.27.0.9:8888"
+    assert run(spawner.start()) == ("172.27.0.9", 8888)
+    assert spawner.answered == ("172.27.0.9", 8888) and spawner.phase == "connecting"
     assert spawner.started_with["image"] == "gallery-demo:main"
     assert spawner.user_options == {"image": "gallery-demo:main"}
 
