@@ -20,13 +20,14 @@ from typing import Any
 import docker
 import docker.constants
 import docker.utils
-from docker.errors import APIError, DockerException, NotFound
+from docker.errors import DockerException, NotFound
 from repo2docker.docker import DockerEngine
 from repo2docker.engine import BuildError, ContainerEngineException, Image
 from requests.exceptions import RequestException
 from traitlets import Dict, Unicode
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
+from gallery_builder.docker_errors import describe_docker_error
 from gallery_common.image_labels import strip_credentials
 
 ENTRY_POINT_NAME = "gallery-docker-api"
@@ -253,43 +254,6 @@ def image_from_inspect(attrs: Mapping[str, Any]) -> Image:
     # repo2docker reads WorkingDir unconditionally; the API omits it when empty.
     config.setdefault("WorkingDir", "")
     return Image(tags=list(attrs.get("RepoTags") or []), config=config)
-
-
-def describe_docker_error(error: BaseException) -> str:
-    """A one-line description of a Docker failure, without request URLs or parameters."""
-    if isinstance(error, APIError):
-        # str(APIError) quotes the request URL, whose query has the build args and labels.
-        explanation = error.explanation
-        if isinstance(explanation, bytes):
-            explanation = explanation.decode("utf-8", "replace")
-        if not explanation and error.response is not None:
-            explanation = error.response.reason
-        return f"Docker API error {error.status_code}: {explanation or 'no details'}"
-    if isinstance(error, RequestException | Urllib3HTTPError):
-        # Their messages quote the request URL too; keep only the underlying OS reason.
-        reason = _os_reason(error)
-        suffix = f": {reason}" if reason else ""
-        return f"cannot talk to the Docker engine ({type(error).__name__}{suffix})"
-    if isinstance(error, OSError) and error.strerror:
-        return f"{type(error).__name__}: {error.strerror}"
-    return f"{type(error).__name__}: {error}"
-
-
-def _os_reason(error: BaseException) -> str:
-    """The strerror of the first OSError found under `error` ("Connection refused"), or ""."""
-    seen: set[int] = set()
-    pending: list[object] = [error]
-    while pending:
-        current = pending.pop(0)
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.strerror:
-            return current.strerror
-        # requests wraps urllib3's MaxRetryError, whose .reason is the socket error.
-        pending.extend([getattr(current, "reason", None), current.__cause__, current.__context__])
-        pending.extend(current.args)
-    return ""
 
 
 def _progress_chunk(raw: Any) -> dict[str, Any]:

@@ -24,9 +24,9 @@ from gallery_builder import docker_api_engine
 from gallery_builder.docker_api_engine import (
     ENTRY_POINT_NAME,
     DockerAPIEngine,
-    describe_docker_error,
     image_from_inspect,
 )
+from gallery_builder.docker_errors import describe_docker_error
 
 PROGRESS = [
     {"stream": "Step 1/2 : FROM neurolang-gallery/python-standin:bookworm\n"},
