@@ -189,3 +189,27 @@ def test_askpass_program_is_self_contained() -> None:
         if isinstance(node, ast.ImportFrom)
     }
     assert imported <= {"__future__", "annotations", "os", "re", "sys"}
+
+
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ("Username for 'https://git.example.org': ", "alice"),
+        ("Password for 'https://alice@git.example.org': ", PASSWORD),
+        ("Password for 'https://bob@git.example.org': ", None),
+        ("Username for 'http://git.example.org': ", None),
+        ("Username for 'https://evil.example.org': ", None),
+        ("Are you sure? ", None),
+    ],
+)
+def test_askpass_answer(prompt: str, expected: str | None) -> None:
+    assert git_askpass.answer(prompt, "https://git.example.org", "alice", PASSWORD) == expected
+
+
+def test_askpass_main(capsys: pytest.CaptureFixture[str]) -> None:
+    prompt = "Username for 'https://git.example.org': "
+    assert git_askpass.main(["askpass", prompt], ASKPASS_ENV) == 0
+    assert capsys.readouterr().out == "alice\n"
+    assert git_askpass.main(["askpass"], ASKPASS_ENV) == 1
+    assert git_askpass.main(["askpass", prompt], {}) == 1
+    assert capsys.readouterr().out == ""
