@@ -17,9 +17,10 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from docker.errors import APIError, DockerException
@@ -172,21 +173,29 @@ class BuildRunner:
         state.commit = resolved.commit
         state.image = image_name(request.name, request.ref or resolved.ref_name or "latest")
         asked = request.ref or f"the default branch ({resolved.ref_name or 'HEAD'})"
-        say(f"{asked} is commit {resolved.commit}")
+        state.phase(f"{asked} is commit {resolved.commit}")
         if self.reuse_existing and await self._reusable(state.image, request, resolved.commit):
             size = await asyncio.to_thread(self.images.size, state.image)
-            say(f"commit {resolved.commit[:7]} is already built as {state.image}; reusing it")
+            state.phase(
+                f"commit {resolved.commit[:7]} is already built as {state.image}; reusing it"
+            )
             return state.outcome(BuildState.BUILT, image_size=size, reused=True)
-        status, last_error = await self._repo2docker(state, resolved)
+        # The environment's current image seeds Docker's layer cache: a commit that changes
+        # only notebooks re-runs only the steps after the content is copied in.
+        previous = await asyncio.to_thread(self.images.image_id, state.image)
+        if previous is not None:
+            state.phase(f"Using the current image of {state.image} as the layer cache")
+        status, last_error = await self._repo2docker(state, resolved, previous)
         if status != 0:
             detail = f": {last_error}" if last_error else ""
             return state.failed(f"repo2docker exited with status {status}{detail}")
+        state.phase("repo2docker finished; publishing the image")
         size, notes = await asyncio.to_thread(
             self._publish, state.temp_image, state.image, resolved.commit
         )
         for note in notes:
             say(note)
-        say(f"Built {state.image} ({_human_size(size)})")
+        state.phase(f"Built {state.image} ({_human_size(size)})")
         return state.outcome(BuildState.BUILT, image_size=size)
 
     async def _reusable(self, image: str, request: BuildRequest, commit: str) -> bool:
@@ -200,8 +209,13 @@ class BuildRunner:
             and labels.cpu_limit == request.cpu
         )
 
-    async def _repo2docker(self, state: _BuildState, resolved: ResolvedRef) -> tuple[int, str]:
-        """Run repo2docker into the temporary tag; (exit status, last error-looking line)."""
+    async def _repo2docker(
+        self, state: _BuildState, resolved: ResolvedRef, cache_image: str | None
+    ) -> tuple[int, str]:
+        """Run repo2docker into the temporary tag; (exit status, last error-looking line).
+
+        `cache_image` (an image id) is Docker's cache source for the build.
+        """
         request = state.request
         labels = make_labels(
             repository=request.repository,
@@ -212,7 +226,11 @@ class BuildRunner:
             cpu_limit=request.cpu,
             builder_version=self.builder_version,
         )
-        config = write_repo2docker_config(state.workdir / "repo2docker_config.py", labels)
+        config = write_repo2docker_config(
+            state.workdir / "repo2docker_config.py",
+            labels,
+            cache_from=[cache_image] if cache_image else [],
+        )
         state.temp_image = build_tag(state.image or "", state.build_id)
         argv = repo2docker_command(
             repository=request.repository,
@@ -227,7 +245,7 @@ class BuildRunner:
         tmp.mkdir(mode=0o700)
         # repo2docker's checkout and temp files then go away with the work directory
         env.update(TMPDIR=str(tmp), PYTHONUNBUFFERED="1")
-        state.say(f"Running repo2docker for commit {resolved.commit[:7]}")
+        state.phase(f"Running repo2docker for commit {resolved.commit[:7]}")
         return await self._stream(argv, env, state)
 
     async def _stream(
@@ -308,6 +326,11 @@ class _BuildState:
     temp_image: str | None = None
     process: asyncio.subprocess.Process | None = None
     _askpass: Path | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    def phase(self, text: str) -> None:
+        """Log a step of the build with the seconds since it started, e.g. "[  2.31 s] ..."."""
+        self.say(f"[{time.monotonic() - self.started:7.2f} s] {text}")
 
     @property
     def askpass(self) -> Path:

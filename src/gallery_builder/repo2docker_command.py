@@ -8,7 +8,7 @@ providers go online for every URL.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from gallery_builder.docker_api_engine import ENTRY_POINT_NAME
@@ -52,8 +52,9 @@ def repo2docker_command(
     ]
 
 
-def repo2docker_config_text(labels: Mapping[str, str]) -> str:
-    """The text of a traitlets config file giving repo2docker the labels and content providers.
+def repo2docker_config_text(labels: Mapping[str, str], cache_from: Sequence[str] = ()) -> str:
+    """The text of a traitlets config file giving repo2docker the labels, the images to use
+    as Docker's layer cache, and the content providers.
 
     Values are written with repr(), so no label can inject code into the file.
     """
@@ -61,18 +62,23 @@ def repo2docker_config_text(labels: Mapping[str, str]) -> str:
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError("labels must map strings to strings")
     literal = repr(dict(sorted(labels.items())))
+    if not all(isinstance(image, str) for image in cache_from):
+        raise TypeError("cache_from must be image names or ids")
     return (
         "# Written by the gallery builder for one build, and removed after it.\n"
         "from repo2docker.contentproviders import Git, Local\n\n"
         "c = get_config()  # noqa: F821\n"
         f"c.DockerAPIEngine.extra_labels = {literal}\n"
+        f"c.Repo2Docker.cache_from = {list(cache_from)!r}\n"
         "# Only git (and local paths): the data-repository providers go online for every URL.\n"
         "c.Repo2Docker.content_providers = [Local, Git]\n"
     )
 
 
-def write_repo2docker_config(path: Path | str, labels: Mapping[str, str]) -> Path:
+def write_repo2docker_config(
+    path: Path | str, labels: Mapping[str, str], *, cache_from: Sequence[str] = ()
+) -> Path:
     """Write the repo2docker config file (see `repo2docker_config_text`), readable by us only."""
     path = Path(path)
-    write_private(path, repo2docker_config_text(labels), mode=0o600)
+    write_private(path, repo2docker_config_text(labels, cache_from), mode=0o600)
     return path

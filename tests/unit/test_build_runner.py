@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -215,7 +216,8 @@ def test_run_reuses_an_image_of_the_same_commit(repo: Repo, tmp_path: Path) -> N
     outcome = run(setup.runner.run("b2", request_for(repo), lines.append))
     assert outcome.state is BuildState.BUILT
     assert (outcome.reused, outcome.image, outcome.image_size) == (True, "demo:trunk", 4242)
-    assert f"commit {repo.trunk[:7]} is already built as demo:trunk; reusing it\n" in lines
+    reused = f"] commit {repo.trunk[:7]} is already built as demo:trunk; reusing it\n"
+    assert any(line.startswith("[") and line.endswith(reused) for line in lines)
     assert not setup.record_file.exists()  # repo2docker never ran
     assert setup.images.calls == []
 
@@ -327,3 +329,34 @@ def test_the_default_repo2docker_is_next_to_the_interpreter(
 ) -> None:
     monkeypatch.setattr(build_runner.shutil, "which", lambda name, path=None: None)
     assert BuildRunner(images=FakeImages()).repo2docker == "repo2docker"  # type: ignore[arg-type]
+
+
+def test_run_uses_the_current_image_as_the_layer_cache(repo: Repo, tmp_path: Path) -> None:
+    setup = make_runner(tmp_path)
+    old = labels_for(repo, "f" * 40)  # another commit: not reusable
+    setup.images.images["demo:trunk"] = FakeImage("sha256:old", old)
+    built_by_repo2docker(setup, "demo:trunk", "b11", labels_for(repo, repo.trunk))
+    lines: list[str] = []
+    outcome = run(setup.runner.run("b11", request_for(repo), lines.append))
+    assert outcome.state is BuildState.BUILT
+    assert "c.Repo2Docker.cache_from = ['sha256:old']" in setup.record()["config"]
+    assert any(
+        line.endswith("] Using the current image of demo:trunk as the layer cache\n")
+        for line in lines
+    )
+
+
+def test_run_logs_each_phase_with_its_time(repo: Repo, tmp_path: Path) -> None:
+    setup = make_runner(tmp_path)
+    built_by_repo2docker(setup, "demo:trunk", "b12", labels_for(repo, repo.trunk))
+    lines: list[str] = []
+    run(setup.runner.run("b12", request_for(repo), lines.append))
+    stamped = [line for line in lines if re.match(r"\[ *\d+\.\d\d s\] ", line)]
+    phases = [line.split("] ", 1)[1] for line in stamped]
+    assert phases[0].startswith("the default branch (trunk) is commit ")
+    assert phases[1].startswith("Running repo2docker for commit ")
+    assert phases[2] == "repo2docker finished; publishing the image\n"
+    assert phases[3].startswith("Built demo:trunk (")
+    seconds = [float(line[1:].split(" s]")[0]) for line in stamped]
+    assert seconds == sorted(seconds)
+    assert "c.Repo2Docker.cache_from = []" in setup.record()["config"]

@@ -107,3 +107,12 @@ def test_write_config_is_private(tmp_path: Path) -> None:
     path = write_repo2docker_config(tmp_path / "config.py", {"a": "b"})
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert "extra_labels" in path.read_text()
+
+
+def test_config_sets_the_cache_sources() -> None:
+    pytest.importorskip("repo2docker")
+    config = exec_config(repo2docker_config_text({"a": "b"}, ["sha256:abc"]))
+    assert config.sections["Repo2Docker"]["cache_from"] == ["sha256:abc"]
+    assert exec_config(repo2docker_config_text({}))
+    with pytest.raises(TypeError):
+        repo2docker_config_text({}, [1])  # type: ignore[list-item]
