@@ -31,6 +31,7 @@ from gallery_builder.build_store import BuildState
 from gallery_builder.docker_errors import describe_docker_error
 from gallery_builder.docker_images import DockerImages, build_tag
 from gallery_builder.git_access import Scrubber, git_environment, write_askpass
+from gallery_builder.git_fetch import shallow_checkout
 from gallery_builder.git_refs import ResolvedRef, resolve_ref
 from gallery_builder.processes import (
     DEFAULT_KILL_GRACE_S,
@@ -226,6 +227,25 @@ class BuildRunner:
             cpu_limit=request.cpu,
             builder_version=self.builder_version,
         )
+        # One commit, shallow, fetched here: repo2docker then builds the directory instead of
+        # cloning the whole history. If the server will not send the commit on its own,
+        # repo2docker clones as it always did.
+        source = request.repository
+        state.phase(f"Fetching commit {resolved.commit[:7]} (depth 1)")
+        checkout = await shallow_checkout(
+            state.workdir / "checkout",
+            request.repository,
+            resolved.commit,
+            request.credentials,
+            askpass=state.askpass,
+            base_env=self.base_env,
+            note=state.say,
+            scrub=state.say.scrub,
+        )
+        if checkout is not None:
+            source = str(checkout)
+        else:
+            state.phase("repo2docker clones the repository itself")
         config = write_repo2docker_config(
             state.workdir / "repo2docker_config.py",
             labels,
@@ -233,7 +253,7 @@ class BuildRunner:
         )
         state.temp_image = build_tag(state.image or "", state.build_id)
         argv = repo2docker_command(
-            repository=request.repository,
+            repository=source,
             commit=resolved.commit,
             image=state.temp_image,
             config_path=str(config),

@@ -59,6 +59,11 @@ out = os.environ["FAKE_R2D_OUT"]
 with open(sys.argv[sys.argv.index("--config") + 1]) as handle:
     config = handle.read()
 record = {{"argv": sys.argv, "config": config, "cwd": os.getcwd(), "env": dict(os.environ)}}
+source = sys.argv[-1]
+if os.path.isdir(source):
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True)
+    record["checkout_head"] = head.stdout.strip()
+    record["checkout_shallow"] = os.path.exists(os.path.join(source, ".git", "shallow"))
 with open(out, "w") as handle:
     json.dump(record, handle)
 print("Picked Git content provider.", flush=True)
@@ -171,16 +176,21 @@ def test_run_builds_and_publishes(repo: Repo, tmp_path: Path) -> None:
     assert set(setup.images.images) == {"demo:trunk"}
 
     record = setup.record()
+    # repo2docker builds the shallow checkout of the commit made in the build's directory.
+    checkout = record["argv"][-1]
+    assert checkout.startswith(str(setup.work_root)) and checkout.endswith("/checkout")
     assert (
         record["argv"][1:]
         == repo2docker_command(
-            repository=str(repo.path),
+            repository=checkout,
             commit=repo.trunk,
             image=temp,
             config_path=record["argv"][2],
             executable="x",
         )[1:]
     )
+    assert record["checkout_head"] == repo.trunk
+    assert record["checkout_shallow"] is True
     labels = ast.literal_eval(
         next(li for li in record["config"].splitlines() if "extra_labels" in li).partition(" = ")[2]
     )
@@ -354,9 +364,24 @@ def test_run_logs_each_phase_with_its_time(repo: Repo, tmp_path: Path) -> None:
     stamped = [line for line in lines if re.match(r"\[ *\d+\.\d\d s\] ", line)]
     phases = [line.split("] ", 1)[1] for line in stamped]
     assert phases[0].startswith("the default branch (trunk) is commit ")
-    assert phases[1].startswith("Running repo2docker for commit ")
-    assert phases[2] == "repo2docker finished; publishing the image\n"
-    assert phases[3].startswith("Built demo:trunk (")
+    assert phases[1].startswith(f"Fetching commit {repo.trunk[:7]} (depth 1)")
+    assert phases[2].startswith("Running repo2docker for commit ")
+    assert phases[3] == "repo2docker finished; publishing the image\n"
+    assert phases[4].startswith("Built demo:trunk (")
     seconds = [float(line[1:].split(" s]")[0]) for line in stamped]
     assert seconds == sorted(seconds)
     assert "c.Repo2Docker.cache_from = []" in setup.record()["config"]
+
+
+def test_run_lets_repo2docker_clone_when_the_commit_cannot_be_fetched_alone(
+    repo: Repo, tmp_path: Path
+) -> None:
+    setup = make_runner(tmp_path)
+    missing = "e" * 40  # a full commit id is not looked up; the server does not have it
+    built_by_repo2docker(setup, f"demo:{missing[:7]}", "b13", labels_for(repo, missing))
+    lines: list[str] = []
+    outcome = run(setup.runner.run("b13", request_for(repo, missing), lines.append))
+    assert outcome.state is BuildState.BUILT
+    assert setup.record()["argv"][-1] == str(repo.path)  # repo2docker got the URL
+    assert any("git fetch of commit eeeeeee failed" in line for line in lines)
+    assert any(line.endswith("] repo2docker clones the repository itself\n") for line in lines)
