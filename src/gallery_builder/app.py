@@ -16,10 +16,18 @@ from gallery_builder.build_runner import BuildRunner
 from gallery_builder.build_store import BuildStore
 from gallery_builder.builder_settings import BuilderSettings
 from gallery_builder.docker_images import DockerImages
+from gallery_builder.environments import Environments, RequestRules
 from gallery_builder.handlers import ACCESS_SCOPES, BuilderContext, routes
 from gallery_builder.health import check_docker, check_state_dir, report
 from gallery_builder.log_events import LogEvents
 from gallery_builder.page import make_template_env
+from gallery_common.hub_contract import (
+    BUILDER_PORT,
+    HUB_API_URL,
+    OAUTH_CLIENT_ID,
+    SERVICE_PREFIX,
+    SERVICE_TOKEN_FILE,
+)
 from gallery_common.secret_files import read_or_create_secret
 
 log = logging.getLogger("gallery_builder")
@@ -58,15 +66,15 @@ def read_service_token(path: Path, wait_s: float = 120) -> str:
         time.sleep(1)
 
 
-def make_hub_auth(settings: BuilderSettings, api_token: str) -> HubOAuth:
+def make_hub_auth(api_token: str) -> HubOAuth:
     """JupyterHub's own OAuth client for services; the singleton its handlers look up."""
     return HubOAuth.instance(
         api_token=api_token,
-        api_url=settings.hub_api_url,
+        api_url=HUB_API_URL,
         hub_prefix="/hub/",
-        base_url=settings.service_prefix,
-        oauth_client_id="service-environments",
-        oauth_redirect_uri=settings.service_prefix + "oauth_callback",
+        base_url=SERVICE_PREFIX,
+        oauth_client_id=OAUTH_CLIENT_ID,
+        oauth_redirect_uri=SERVICE_PREFIX + "oauth_callback",
         access_scopes=set(ACCESS_SCOPES),
     )
 
@@ -81,10 +89,11 @@ def log_request(handler: web.RequestHandler) -> None:
     )
 
 
-def make_app(settings: BuilderSettings, ctx: BuilderContext, cookie_secret: str) -> web.Application:
+def make_app(ctx: BuilderContext, images: DockerImages, cookie_secret: str) -> web.Application:
+    """The builder's tornado application: /health and the service's routes."""
     return web.Application(
         [
-            (r"/health", HealthHandler, {"state_dir": settings.state_dir, "images": ctx.images}),
+            (r"/health", HealthHandler, {"state_dir": ctx.settings.state_dir, "images": images}),
             *routes(ctx),
         ],
         cookie_secret=cookie_secret,
@@ -116,12 +125,13 @@ async def serve(settings: BuilderSettings) -> None:
         timeout_s=settings.timeout_s,
         on_event=events.notify,
     )
-    hub_auth = make_hub_auth(settings, read_service_token(settings.service_token_file))
-    ctx = BuilderContext(settings, store, queue, images, events, hub_auth)
+    hub_auth = make_hub_auth(read_service_token(Path(SERVICE_TOKEN_FILE)))
+    environments = Environments(store, queue, images, RequestRules.from_settings(settings))
+    ctx = BuilderContext(settings, environments, events, hub_auth)
     cookie_secret, _ = read_or_create_secret(settings.state_dir / "cookie-secret")
     queue.start()
-    make_app(settings, ctx, cookie_secret).listen(settings.port)
-    log.info("builder listening on port %d, state in %s", settings.port, settings.state_dir)
+    make_app(ctx, images, cookie_secret).listen(BUILDER_PORT)
+    log.info("builder listening on port %d, state in %s", BUILDER_PORT, settings.state_dir)
     try:
         await asyncio.Event().wait()
     finally:

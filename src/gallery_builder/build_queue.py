@@ -3,7 +3,8 @@
 Every build moves QUEUED -> BUILDING -> BUILT / FAILED / CANCELLED in the store, never stays in
 BUILDING once its run is over (whatever went wrong), and every log line the runner emits is
 stored in order. After each stored line and each state change, `on_event(build_id)` tells the
-HTTP layer to wake its Server-Sent-Event listeners.
+HTTP layer to wake its Server-Sent-Event listeners; `wait(build_id)` returns once a build has
+ended and its run is over (what build-image waits for).
 
 A request's credentials are held only in memory, and only while its build is queued or running.
 """
@@ -16,8 +17,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from gallery_builder.build_request import BuildRequest, image_name
-from gallery_builder.build_runner import RunOutcome, Scrubber
+from gallery_builder.build_runner import RunOutcome
 from gallery_builder.build_store import BuildRecord, BuildState, BuildStore
+from gallery_builder.git_access import Scrubber
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,8 @@ class BuildQueue:
         # Why a running build was cancelled: (final state, reason).
         self._stop_reasons: dict[str, tuple[BuildState, str]] = {}
         self._workers: list[asyncio.Task[None]] = []
+        # Set once a submitted build has ended and nothing runs for it any more.
+        self._ended: dict[str, asyncio.Event] = {}
 
     # --- control --------------------------------------------------------------------------
 
@@ -99,6 +103,9 @@ class BuildQueue:
         for build_id in list(self._pending):
             del self._pending[build_id]
             self._finish(build_id, BuildState.FAILED, reason=STOPPED_REASON)
+            self._mark_ended(build_id)
+        for build_id in list(self._ended):
+            self._mark_ended(build_id)
 
     def enqueue(self, request: BuildRequest) -> BuildRecord:
         """Record a new QUEUED build of `request` and queue it (ValueError if refused)."""
@@ -118,6 +125,7 @@ class BuildQueue:
         if build_id in self._pending or build_id in self._running:
             raise ValueError(f"build {build_id} is already queued or running")
         self._pending[build_id] = request
+        self._ended[build_id] = asyncio.Event()
         self._waiting.put_nowait(build_id)
 
     async def cancel(self, build_id: str) -> bool:
@@ -127,7 +135,9 @@ class BuildQueue:
         (killing repo2docker); this returns once the build has been recorded as ended.
         """
         if self._pending.pop(build_id, None) is not None:
-            return self._finish(build_id, BuildState.CANCELLED, reason=CANCELLED_REASON)
+            cancelled = self._finish(build_id, BuildState.CANCELLED, reason=CANCELLED_REASON)
+            self._mark_ended(build_id)
+            return cancelled
         task = self._running.get(build_id)
         if task is None:
             return False
@@ -136,6 +146,16 @@ class BuildQueue:
         await asyncio.wait([task])
         record = self._store.get(build_id)
         return record is not None and record.state is BuildState.CANCELLED
+
+    async def wait(self, build_id: str) -> BuildRecord | None:
+        """The record of `build_id` once it has ended and its run is over (None if deleted).
+
+        Returns at once for a build this queue is not running or holding.
+        """
+        ended = self._ended.get(build_id)
+        if ended is not None:
+            await ended.wait()
+        return self._store.get(build_id)
 
     def queued(self) -> list[str]:
         """Ids of the builds waiting for a worker, oldest first."""
@@ -152,7 +172,7 @@ class BuildQueue:
             build_id = await self._waiting.get()
             request = self._pending.pop(build_id, None)
             if request is None:
-                continue  # cancelled while it waited
+                continue  # cancelled while it waited (and marked ended then)
             task = asyncio.create_task(self._execute(build_id, request), name=f"build-{build_id}")
             self._running[build_id] = task
             try:
@@ -166,6 +186,12 @@ class BuildQueue:
 
     async def _execute(self, build_id: str, request: BuildRequest) -> None:
         """Run one build and record its end, whatever happens."""
+        try:
+            await self._run(build_id, request)
+        finally:
+            self._mark_ended(build_id)
+
+    async def _run(self, build_id: str, request: BuildRequest) -> None:
         scrub = Scrubber.for_credentials(request.credentials)
         if not self._set_state(build_id, BuildState.BUILDING):
             return  # deleted or ended while it waited
@@ -244,6 +270,11 @@ class BuildQueue:
             return False
         self._notify(record.id)
         return True
+
+    def _mark_ended(self, build_id: str) -> None:
+        ended = self._ended.pop(build_id, None)
+        if ended is not None:
+            ended.set()
 
     def _notify(self, build_id: str) -> None:
         try:

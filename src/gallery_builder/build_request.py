@@ -1,28 +1,36 @@
 """Validate an admin's build request before git or repo2docker ever see it.
 
 Every check raises `ValidationError` naming the form/API field, so the UI can show the message
-next to the right input. Nothing here runs git or talks to Docker; the only I/O is DNS
-resolution through an injectable `resolve` callable (tests pass a fake one).
+next to the right input. Nothing here runs git or talks to Docker; the repository URL is
+checked by `repository_policy` (its only I/O is DNS, through an injectable resolver), or by
+another check the caller passes (build-image's local directories).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import ipaddress
 import math
 import re
 import socket
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
+from gallery_builder.repository_policy import (
+    SCP_SYNTAX,
+    URL_SYNTAX,
+    RepositoryRefused,
+    Resolver,
+    check_repository_url,
+    url_scheme,
+)
 from gallery_common.gallery_file import NAME_PATTERN
 
-# Same call shape as socket.getaddrinfo(host, None): entries whose [4][0] is an address string.
-Resolver = Callable[..., Iterable[tuple[Any, ...]]]
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Turns the submitted repository value into the URL git gets; raises ValidationError.
+RepositoryCheck = Callable[[object], str]
+# A full commit id (SHA-1 or SHA-256), as git prints it.
+FULL_COMMIT = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 
 
 class ValidationError(ValueError):
@@ -40,255 +48,21 @@ class ValidationError(ValueError):
 
 # --- repository URL -------------------------------------------------------------------------
 
-_REPOSITORY = "repository"
-_MAX_URL_LENGTH = 2048
-_ALLOWED_SCHEMES = frozenset({"https", "http", "git", "ssh"})
-# git's own rule for "<transport>::<address>" (remote helpers such as ext:: run commands).
-_TRANSPORT = re.compile(r"[A-Za-z0-9][A-Za-z0-9+.-]*::")
-_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>.*)", re.S)
-# scp-like syntax as git reads it: no "/" before the first ":".
-_SCP = re.compile(r"(?P<user>[^@/:\[\]]*)@(?P<host>\[[^\]/]*\]|[^@/:\[\]]*):(?P<path>.*)", re.S)
-# RFC 3986 userinfo characters; anything else invites parser differences between us and git/curl.
-_USER = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=%-]+")
-_PORT = re.compile(r"[0-9]{1,5}")
-_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
-# A last label like "1" or "0x7f" means an IPv4 shorthand (127.1, 2130706433) that resolvers expand.
-_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
-
-
-def _networks(*cidrs: str) -> tuple[IPNetwork, ...]:
-    return tuple(ipaddress.ip_network(cidr) for cidr in cidrs)
-
-
-# Explicit ranges rather than ipaddress.is_* flags, whose coverage changes between Python versions.
-_REFUSED_RANGES: tuple[tuple[str, tuple[IPNetwork, ...]], ...] = (
-    ("a loopback address", _networks("127.0.0.0/8", "::1/128")),
-    ("a cloud metadata address", _networks("100.100.100.200/32", "fd00:ec2::254/128")),
-    ("a link-local (metadata) address", _networks("169.254.0.0/16", "fe80::/10")),
-    ("an unspecified address", _networks("0.0.0.0/8", "::/128")),
-    ("a multicast address", _networks("224.0.0.0/4", "ff00::/8")),
-    ("a reserved address", _networks("240.0.0.0/4")),
-)
-_PRIVATE_RANGES = _networks(
-    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7", "fec0::/10"
-)
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
-
-
-def _repo_error(message: str) -> ValidationError:
-    return ValidationError(_REPOSITORY, message)
-
-
-def _has_bad_characters(text: str) -> bool:
-    """Whitespace or any control/format/separator character anywhere in `text`."""
-    return any(ch.isspace() or not ch.isprintable() for ch in text)
-
-
-def _check_user(user: str) -> None:
-    if not _USER.fullmatch(user) or user.startswith("-"):
-        raise _repo_error("the user name in the URL contains characters that are not allowed")
-
-
-def _split_authority(authority: str) -> tuple[str, bool]:
-    """The raw host of a URL authority and whether it was in [brackets]; refuses passwords."""
-    if authority.count("@") > 1:
-        raise _repo_error("the URL contains more than one '@'")
-    userinfo, at, hostport = authority.rpartition("@")
-    if at:
-        user, colon, _password = userinfo.partition(":")
-        if colon:
-            # Secrets in the URL end up in logs and image labels; they have their own field.
-            raise _repo_error("do not put a password in the URL; use the credentials fields")
-        _check_user(user)
-    if hostport.startswith("["):
-        host, bracket, after = hostport[1:].partition("]")
-        if not bracket or (after and not after.startswith(":")):
-            raise _repo_error("an IPv6 host must be written as [address] or [address]:port")
-        port = after.removeprefix(":")
-        bracketed = True
-    else:
-        host, _colon, port = hostport.partition(":")
-        bracketed = False
-    if port and not (_PORT.fullmatch(port) and int(port) <= 65535):
-        raise _repo_error("the port must be a number from 0 to 65535")
-    return host, bracketed
-
-
-def _normalize_host(raw: str, *, bracketed: bool) -> tuple[str, IPAddress | None]:
-    """Lower-cased host without a trailing dot, plus its address when it is an IP literal."""
-    if bracketed:
-        # A zone suffix (fe80::1%25eth0) does not change which range the address is in.
-        address = raw.partition("%")[0]
-        try:
-            ip = ipaddress.IPv6Address(address)
-        except ValueError:
-            raise _repo_error("[brackets] may only hold an IPv6 address") from None
-        return str(ip), ip
-    host = raw.lower().removesuffix(".")
-    if not host:
-        raise _repo_error("the URL has no host")
-    if not host.isascii():
-        raise _repo_error("write international host names in their ASCII (xn--) form")
-    try:
-        ip4 = ipaddress.IPv4Address(host)
-    except ValueError:
-        pass
-    else:
-        return host, ip4
-    if _NUMERIC_LABEL.fullmatch(host.rsplit(".", 1)[-1]):
-        raise _repo_error(f"{raw!r} is not an IPv4 address in dotted-decimal form (like 192.0.2.1)")
-    if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in host.split(".")):
-        raise _repo_error(f"{raw!r} is not a valid host name")
-    return host, None
-
-
-def _parse_address(text: object) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(str(text).partition("%")[0])
-    except ValueError:
-        return None
-
-
-def _embedded_ipv4(ip: IPAddress) -> list[IPAddress]:
-    """The address itself plus any IPv4 address carried inside an IPv6 one (::ffff:127.0.0.1)."""
-    found: list[IPAddress] = [ip]
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            found.append(ip.ipv4_mapped)
-        if ip.sixtofour is not None:
-            found.append(ip.sixtofour)
-        if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
-            found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-    return found
-
-
-def _resolve_addresses(host: str, resolve: Resolver) -> list[IPAddress] | None:
-    """Every address `host` resolves to; None when it does not resolve."""
-    try:
-        infos = list(resolve(host, None))
-    except (OSError, UnicodeError):
-        return None
-    addresses: list[IPAddress] = []
-    for info in infos:
-        try:
-            ip = _parse_address(info[4][0])
-        except (IndexError, TypeError):
-            ip = None
-        if ip is None:
-            return None
-        addresses.append(ip)
-    return addresses or None
-
-
-def _blocked(blocked_hosts: Iterable[str], resolve: Resolver) -> tuple[set[str], set[IPAddress]]:
-    """Normalized blocked names, and the addresses they have (so aliases and raw IPs match too)."""
-    names: set[str] = set()
-    addresses: set[IPAddress] = set()
-    for entry in blocked_hosts:
-        name = entry.strip().lower().removesuffix(".")
-        literal = _parse_address(name.removeprefix("[").removesuffix("]"))
-        if literal is not None:
-            addresses.update(_embedded_ipv4(literal))
-            continue
-        names.add(name)
-        for ip in _resolve_addresses(name, resolve) or ():
-            addresses.update(_embedded_ipv4(ip))
-    return names, addresses
-
-
-def _address_problem(
-    ip: IPAddress, *, allow_private: bool, blocked_addresses: set[IPAddress]
-) -> str | None:
-    """Why a build may not fetch from `ip`, or None when it may."""
-    for candidate in _embedded_ipv4(ip):
-        for reason, networks in _REFUSED_RANGES:
-            if any(candidate in network for network in networks):
-                return reason
-        if candidate in blocked_addresses:
-            return "the address of one of this server's own services"
-        if not allow_private and any(candidate in network for network in _PRIVATE_RANGES):
-            return "a private address (private networks are not allowed here)"
-    return None
-
-
-def _parse_location(url: str) -> tuple[str, str, bool]:
-    """(scheme, raw host, bracketed) of an accepted URL form; scp-like syntax counts as ssh."""
-    if _TRANSPORT.match(url):
-        raise _repo_error("git transport syntax ('name::address') is not allowed")
-    if _has_bad_characters(url):
-        raise _repo_error("the URL must not contain spaces or control characters")
-    if "\\" in url:
-        raise _repo_error("the URL must not contain backslashes")
-    if url_match := _URL.fullmatch(url):
-        scheme = url_match["scheme"].lower()
-        if scheme not in _ALLOWED_SCHEMES:
-            raise _repo_error(f"scheme {scheme!r} is not allowed; use https, http, git or ssh")
-        host, bracketed = _split_authority(url_match["authority"])
-        return scheme, host, bracketed
-    if scp_match := _SCP.fullmatch(url):
-        _check_user(scp_match["user"])
-        path = scp_match["path"]
-        if not path or path.startswith("-"):
-            raise _repo_error("the repository path after ':' is missing or starts with '-'")
-        host = scp_match["host"]
-        if host.startswith("["):
-            return "ssh", host[1:-1], True
-        return "ssh", host, False
-    raise _repo_error("expected an https://, http://, git://, ssh:// or user@host:path URL")
-
 
 def validate_repository_url(
-    url: str,
+    url: object,
     *,
     allow_private: bool = True,
     blocked_hosts: frozenset[str] = frozenset(),
     resolve: Resolver = socket.getaddrinfo,
 ) -> str:
-    """The URL without surrounding whitespace, if git may fetch from it; else ValidationError.
-
-    Refuses local paths, transports other than https/http/git/ssh, embedded passwords, and
-    hosts that are, or resolve to, loopback, link-local/metadata, unspecified, multicast or
-    reserved addresses, this stack's own services (`blocked_hosts`, matched by name and by
-    address) and, with `allow_private=False`, private networks.
-    """
-    if not isinstance(url, str):
-        raise _repo_error("must be a string")
-    url = url.strip()
-    if not url:
-        raise _repo_error("is required")
-    if len(url) > _MAX_URL_LENGTH:
-        raise _repo_error(f"must be at most {_MAX_URL_LENGTH} characters")
-    if url.startswith("-"):
-        # git would read it as a command-line option.
-        raise _repo_error("must not start with '-'")
-    _scheme, raw_host, bracketed = _parse_location(url)
-    if raw_host.startswith("-"):
-        raise _repo_error("the host must not start with '-'")
-    host, literal = _normalize_host(raw_host, bracketed=bracketed)
-    # curl answers *.localhost itself, without asking DNS.
-    if host == "localhost" or host.endswith(".localhost"):
-        raise _repo_error(f"host {raw_host!r} is a loopback address")
-    blocked_names, blocked_addresses = _blocked(blocked_hosts, resolve)
-    if host in blocked_names:
-        raise _repo_error(f"host {raw_host!r} is one of this server's own services")
-    addresses = [literal] if literal is not None else _resolve_addresses(host, resolve)
-    if addresses is None:
-        raise _repo_error(f"cannot resolve host {raw_host!r}")
-    for ip in addresses:
-        problem = _address_problem(
-            ip, allow_private=allow_private, blocked_addresses=blocked_addresses
+    """The URL git may fetch from (see `repository_policy`); else ValidationError."""
+    try:
+        return check_repository_url(
+            url, allow_private=allow_private, blocked_hosts=blocked_hosts, resolve=resolve
         )
-        if problem is not None:
-            where = f"host {raw_host!r}" if literal is not None else f"host {raw_host!r} ({ip})"
-            raise _repo_error(f"{where} is {problem}")
-    return url
-
-
-def _url_scheme(url: str) -> str:
-    """Scheme of an already validated repository URL; scp-like syntax is ssh."""
-    match = _URL.fullmatch(url)
-    return match["scheme"].lower() if match else "ssh"
+    except RepositoryRefused as e:
+        raise ValidationError("repository", str(e)) from None
 
 
 # --- ref, name, image tag -------------------------------------------------------------------
@@ -297,7 +71,6 @@ _MAX_REF_LENGTH = 255
 _REF_FORBIDDEN = " ~^:?*[\\"
 _NAME_INVALID = re.compile(r"[^a-z0-9_.-]+")
 _NAME_SEPARATOR_RUN = re.compile(r"[._-]{2,}")
-_FULL_COMMIT = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 _TAG_INVALID = re.compile(r"[^A-Za-z0-9_.-]+")
 _MAX_TAG_LENGTH = 128
 
@@ -363,9 +136,9 @@ def validate_name(name: str) -> str:
 def derive_name(url: str) -> str:
     """A default environment name: the repository's last path part, made to fit the pattern."""
     text = url.strip() if isinstance(url, str) else ""
-    if url_match := _URL.fullmatch(text):
+    if url_match := URL_SYNTAX.fullmatch(text):
         path = re.split(r"[?#]", url_match["rest"], maxsplit=1)[0]
-    elif scp_match := _SCP.fullmatch(text):
+    elif scp_match := SCP_SYNTAX.fullmatch(text):
         path = scp_match["path"]
     else:
         path = text
@@ -385,7 +158,7 @@ def image_tag_for_ref(ref: str) -> str:
     An empty ref gives "latest"; refs longer than a tag allows keep a hash suffix so that two
     long branch names with the same beginning still get different tags.
     """
-    if _FULL_COMMIT.fullmatch(ref):
+    if FULL_COMMIT.fullmatch(ref):
         return ref[:7].lower()
     tag = _TAG_INVALID.sub("-", ref).lstrip(".-")
     if not tag:
@@ -530,7 +303,7 @@ def _parse_credentials(value: object, repository: str) -> Credentials | None:
     if credentials is None:
         return None
     # Plain http is allowed for self-hosted servers on a LAN; the README advises https.
-    if _url_scheme(repository) not in {"https", "http"}:
+    if url_scheme(repository) not in {"https", "http"}:
         raise ValidationError(
             "credentials", "a username and password only work with https:// (or http://)"
         )
@@ -545,17 +318,25 @@ def parse_build_request(
     allow_private: bool = True,
     blocked_hosts: frozenset[str] = frozenset(),
     resolve: Resolver = socket.getaddrinfo,
+    check_repository: RepositoryCheck | None = None,
 ) -> BuildRequest:
-    """Validate a submitted build (form or JSON body) into a BuildRequest; else ValidationError."""
+    """Validate a submitted build (form or JSON body) into a BuildRequest; else ValidationError.
+
+    The repository goes through `check_repository` when given (build-image's local paths),
+    else through the URL policy with `allow_private`, `blocked_hosts` and `resolve`.
+    """
     if not isinstance(body, Mapping):
         raise ValidationError("body", "must be a JSON object")
     _refuse_unknown_keys(body, _BODY_KEYS, prefix="")
     repository = body.get("repository")
     if repository is None:
         raise ValidationError("repository", "is required")
-    repository = validate_repository_url(
-        repository, allow_private=allow_private, blocked_hosts=blocked_hosts, resolve=resolve
-    )
+    if check_repository is None:
+        repository = validate_repository_url(
+            repository, allow_private=allow_private, blocked_hosts=blocked_hosts, resolve=resolve
+        )
+    else:
+        repository = check_repository(repository)
     ref = validate_ref(body.get("ref"))
     raw_name = body.get("name")
     # A blank name means "pick one for me", like a missing one.

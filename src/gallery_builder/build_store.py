@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 DB_FILE_MODE = 0o600
 DEFAULT_LOG_CAP_BYTES = 5 * 1024 * 1024
 LOG_TRUNCATED_MARKER = "[log truncated]\n"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class BuildState(StrEnum):
@@ -131,6 +131,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (build_id, seq)
         ) WITHOUT ROWID
         """,
+    ),
+    # 2: the latest build of each image (the environments list) by index; nothing looks
+    # builds up by commit any more (reuse is decided from the image's labels).
+    (
+        "CREATE INDEX builds_by_image ON builds (image, pk)",
+        "DROP INDEX builds_by_commit",
     ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION  # a new migration must bump SCHEMA_VERSION
@@ -330,19 +336,12 @@ class BuildStore:
             ).fetchall()
         return [BuildRecord._from_row(row) for row in rows]
 
-    def find_built(self, repository: str, resolved_commit: str) -> BuildRecord | None:
-        """The newest BUILT build of this commit, whose image can be reused, or None.
-
-        The caller still has to check that the image exists in Docker.
-        """
+    def latest_per_image(self) -> builtins.list[BuildRecord]:
+        """The newest build of every image, in any state, newest first (no limit)."""
         with self._read() as db:
-            row = db.execute(
-                _SELECT_RECORD
-                + " WHERE repository = ? AND resolved_commit = ? AND state = ?"
-                + " ORDER BY pk DESC LIMIT 1",
-                (repository, resolved_commit, BuildState.BUILT.value),
-            ).fetchone()
-        return BuildRecord._from_row(row) if row else None
+            latest = " WHERE pk IN (SELECT MAX(pk) FROM builds GROUP BY image) ORDER BY pk DESC"
+            rows = db.execute(_SELECT_RECORD + latest).fetchall()
+        return [BuildRecord._from_row(row) for row in rows]
 
     def set_state(
         self,

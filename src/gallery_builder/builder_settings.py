@@ -1,4 +1,8 @@
-"""Everything the builder reads from its environment, validated once at start."""
+"""Everything the builder reads from its environment, validated once at start.
+
+Only what an operator may change: the port, URL prefix, hub address and token file are
+fixed by the hub-builder contract (gallery_common.hub_contract), not settings.
+"""
 
 from __future__ import annotations
 
@@ -10,48 +14,32 @@ from gallery_common.settings import SettingError, env_bool, env_float, env_int, 
 
 # The stack's own services: a repository URL naming one of them is refused.
 STACK_HOSTS = frozenset({"hub", "builder", "traefik", "localhost"})
+ENGINES = ("gallery-docker-api", "docker")
 
 
 @dataclass(frozen=True)
 class BuilderSettings:
     state_dir: Path
-    port: int
     concurrency: int
     timeout_s: float
     max_memory_gb: float
     max_cpu: float
     allow_private_repositories: bool
     engine: str
-    hub_api_url: str
-    service_prefix: str
-    service_token_file: Path
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BuilderSettings:
-        engine = env_str(env, "GALLERY_REPO2DOCKER_ENGINE", "gallery-docker-api")
-        if engine not in {"gallery-docker-api", "docker"}:
+        engine = env_str(env, "GALLERY_REPO2DOCKER_ENGINE", ENGINES[0])
+        if engine not in ENGINES:
             raise SettingError(
                 "GALLERY_REPO2DOCKER_ENGINE", "use gallery-docker-api (default) or docker"
             )
-        prefix = env_str(env, "GALLERY_BUILDER_PREFIX", "/services/environments/")
-        if not (prefix.startswith("/") and prefix.endswith("/")):
-            raise SettingError("GALLERY_BUILDER_PREFIX", "must start and end with '/'")
         return cls(
             state_dir=Path(env_str(env, "GALLERY_BUILDER_STATE_DIR", "/srv/builder/state")),
-            port=env_int(env, "GALLERY_BUILDER_PORT", 8090, minimum=1, maximum=65535),
             concurrency=env_int(env, "GALLERY_BUILD_CONCURRENCY", 1, minimum=1, maximum=16),
             timeout_s=env_float(env, "GALLERY_BUILD_TIMEOUT", 3600, minimum=10),
             max_memory_gb=env_float(env, "GALLERY_MAX_MEMORY_GB", 16, minimum=0.1),
             max_cpu=env_float(env, "GALLERY_MAX_CPU", 8, minimum=0.01),
             allow_private_repositories=env_bool(env, "GALLERY_ALLOW_PRIVATE_REPOSITORIES", True),
             engine=engine,
-            hub_api_url=env_str(env, "JUPYTERHUB_API_URL", "http://hub:8081/hub/api"),
-            service_prefix=prefix,
-            service_token_file=Path(
-                env_str(
-                    env,
-                    "GALLERY_BUILDER_TOKEN_FILE",
-                    "/srv/service-tokens/environments-service-token",
-                )
-            ),
         )

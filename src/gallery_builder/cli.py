@@ -32,28 +32,25 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, Protocol, TextIO, TypeVar
 
-from gallery_builder.build_queue import BuildQueue, Runner, name_conflict
+from gallery_builder.build_queue import BuildQueue, Runner
 from gallery_builder.build_request import (
     BuildRequest,
+    RepositoryCheck,
     Resolver,
     ValidationError,
-    derive_name,
     image_name,
-    parse_build_request,
-    validate_cpu,
-    validate_memory_gb,
-    validate_name,
-    validate_ref,
+    validate_repository_url,
 )
-from gallery_builder.build_runner import BuildRunner, RunOutcome
-from gallery_builder.build_store import TERMINAL_STATES, BuildRecord, BuildState, BuildStore
-from gallery_builder.builder_settings import STACK_HOSTS, BuilderSettings
+from gallery_builder.build_runner import BuildRunner
+from gallery_builder.build_store import BuildRecord, BuildState, BuildStore
+from gallery_builder.builder_settings import BuilderSettings
 from gallery_builder.docker_images import DockerImages
+from gallery_builder.environments import EnvironmentRefusal, Environments, RequestRules
 from gallery_common.gallery_file import GalleryFileError, load_gallery
 from gallery_common.settings import SettingError
 
@@ -272,46 +269,37 @@ def local_repository_url(path: Path) -> str:
     return real.as_uri()
 
 
-def validate_fields(
-    fields: Mapping[str, Any],
-    *,
-    settings: BuilderSettings,
-    base: Path,
-    resolve: Resolver,
-) -> tuple[BuildRequest, Path | None]:
-    """A BuildRequest (and the local directory, if any) from request fields, as the API does.
+def repository_check(base: Path, rules: RequestRules) -> RepositoryCheck:
+    """The repository check of build-image: a local directory (relative to `base`) becomes
+    its file:// URL; anything else goes through the service's URL policy."""
 
-    `fields` has the API's keys (repository, ref, name, memory, cpu). A local directory skips
-    the URL checks; every other field is validated exactly as parse_build_request does.
-    """
-    local = local_directory(fields.get("repository"), base)
-    if local is None:
-        request = parse_build_request(
-            fields,
-            max_memory_gb=settings.max_memory_gb,
-            max_cpu=settings.max_cpu,
-            allow_private=settings.allow_private_repositories,
-            blocked_hosts=STACK_HOSTS,
-            resolve=resolve,
+    def check(value: object) -> str:
+        local = local_directory(value, base)
+        if local is not None:
+            return local_repository_url(local)
+        return validate_repository_url(
+            value,
+            allow_private=rules.allow_private,
+            blocked_hosts=rules.blocked_hosts,
+            resolve=rules.resolve,
         )
-        return request, None
-    repository = local_repository_url(local)
-    ref = validate_ref(fields.get("ref"))
-    raw_name = fields.get("name")
-    name = derive_name(repository) if not (raw_name or "").strip() else validate_name(raw_name)
-    request = BuildRequest(
-        repository=repository,
-        ref=ref,
-        name=name,
-        memory_gb=validate_memory_gb(fields.get("memory"), maximum=settings.max_memory_gb),
-        cpu=validate_cpu(fields.get("cpu"), maximum=settings.max_cpu),
-    )
-    return request, local.resolve()
+
+    return check
 
 
-def target_from_options(
-    args: argparse.Namespace, settings: BuilderSettings, resolve: Resolver
-) -> Target:
+def target_for(fields: Mapping[str, Any], rules: RequestRules, base: Path, where: str) -> Target:
+    """A Target from request fields (the API's keys), checked as the API checks them.
+
+    Only a local directory is treated differently: it skips the URL policy (see
+    `repository_check`); every other field goes through the same checks. ValidationError
+    names the field at fault.
+    """
+    request = rules.parse(fields, check_repository=repository_check(base, rules))
+    local = local_directory(fields.get("repository"), base)
+    return Target(request, where=where, local=local.resolve() if local is not None else None)
+
+
+def target_from_options(args: argparse.Namespace, rules: RequestRules) -> Target:
     """The one image --repo asks for; UsageError naming the option that is wrong."""
     fields = {
         "repository": args.repo,
@@ -321,12 +309,9 @@ def target_from_options(
         "cpu": args.cpu,
     }
     try:
-        request, local = validate_fields(
-            fields, settings=settings, base=Path.cwd(), resolve=resolve
-        )
+        return target_for(fields, rules, Path.cwd(), where="--name")
     except ValidationError as e:
         raise UsageError(_OPTIONS.get(e.field, e.field), e.message) from None
-    return Target(request, where="--name", local=local)
 
 
 def default_gallery_file(env: Mapping[str, str]) -> Path:
@@ -338,7 +323,7 @@ def default_gallery_file(env: Mapping[str, str]) -> Path:
     return CONTAINER_GALLERY_FILE if CONTAINER_GALLERY_FILE.is_file() else DEFAULT_GALLERY_FILE
 
 
-def targets_from_file(path: Path, settings: BuilderSettings, resolve: Resolver) -> list[Target]:
+def targets_from_file(path: Path, rules: RequestRules) -> list[Target]:
     """Every image under `images:` of the gallery file; UsageError naming the entry and key."""
     try:
         gallery = load_gallery(path)
@@ -356,33 +341,26 @@ def targets_from_file(path: Path, settings: BuilderSettings, resolve: Resolver) 
         entry = f"--file: {path}: images.{spec.name}"
         try:
             # Local paths in the file are relative to the file, like its thumbnails are.
-            request, local = validate_fields(
-                fields, settings=settings, base=path.parent, resolve=resolve
-            )
+            targets.append(target_for(fields, rules, path.parent, where=entry))
         except ValidationError as e:
             raise UsageError(f"{entry}.{_GALLERY_KEYS.get(e.field, e.field)}", e.message) from None
-        targets.append(Target(request, where=entry, local=local))
     return targets
 
 
 def collect_targets(
-    args: argparse.Namespace,
-    settings: BuilderSettings,
-    env: Mapping[str, str],
-    resolve: Resolver,
+    args: argparse.Namespace, rules: RequestRules, env: Mapping[str, str]
 ) -> list[Target]:
     """The validated images the arguments ask for; UsageError if any argument is wrong."""
     if args.repo is not None:
-        return [target_from_options(args, settings, resolve)]
+        return [target_from_options(args, rules)]
     path = default_gallery_file(env) if args.file is _USE_DEFAULT_FILE else Path(args.file)
-    return targets_from_file(path, settings, resolve)
+    return targets_from_file(path, rules)
 
 
-def check_names(targets: Sequence[Target], store: BuildStore) -> None:
+def check_names(targets: Sequence[Target], environments: Environments) -> None:
     """Refuse, as the API does (409 there), a name another repository already uses."""
     for target in targets:
-        request = target.request
-        conflict = name_conflict(store, request)
+        conflict = environments.name_conflict(target.request)
         if conflict:
             raise UsageError(target.where, conflict)
 
@@ -469,53 +447,38 @@ def child_environment(targets: Sequence[Target], env: Mapping[str, str]) -> Iter
 # --- building -------------------------------------------------------------------------------
 
 
-class ForcedBuildRunner(BuildRunner):
-    """A BuildRunner that never reuses an existing image (--force).
+class RunnerFactory(Protocol):
+    """Makes the runner of one build-image run (tests pass one that makes fakes)."""
 
-    It builds into the runner's temporary tag and publishes over the old image like a build
-    of a new commit. Overrides BuildRunner's reuse check until the runner has its own switch.
+    def __call__(
+        self,
+        settings: BuilderSettings,
+        *,
+        reuse_existing: bool,
+        on_line: Callable[[str], None],
+        base_env: Mapping[str, str],
+    ) -> Runner: ...
+
+
+def make_runner(
+    settings: BuilderSettings,
+    *,
+    reuse_existing: bool,
+    on_line: Callable[[str], None],
+    base_env: Mapping[str, str],
+) -> BuildRunner:
+    """The service's runner: same engine, default repo2docker, labels and image names.
+
+    `reuse_existing=False` (--force) builds even a commit that is already built; `on_line`
+    gets every log line (the terminal echo).
     """
-
-    async def _reusable(self, image: str, request: BuildRequest, commit: str) -> bool:
-        return False
-
-
-def make_runner(settings: BuilderSettings, *, force: bool, base_env: Mapping[str, str]) -> Runner:
-    """The service's runner: same engine, default repo2docker, labels and image names."""
-    runner_class = ForcedBuildRunner if force else BuildRunner
-    return runner_class(images=DockerImages(), engine=settings.engine, base_env=base_env)
-
-
-class EchoingRunner:
-    """Hands every log line to `echo` as well as to the queue (which stores it).
-
-    Also tells `notify` when a run is over, so the caller knows the build is done.
-    """
-
-    def __init__(
-        self, runner: Runner, echo: Callable[[str], None], notify: Callable[[str], None]
-    ) -> None:
-        """Wrap `runner`."""
-        self._runner = runner
-        self._echo = echo
-        self._notify = notify
-        self.active: set[str] = set()
-
-    async def run(
-        self, build_id: str, request: BuildRequest, emit: Callable[[str], None]
-    ) -> RunOutcome:
-        """Run the wrapped runner, echoing each line it emits."""
-
-        def both(line: str) -> None:
-            self._echo(line)
-            emit(line)
-
-        self.active.add(build_id)
-        try:
-            return await self._runner.run(build_id, request, both)
-        finally:
-            self.active.discard(build_id)
-            self._notify(build_id)
+    return BuildRunner(
+        images=DockerImages(),
+        engine=settings.engine,
+        base_env=base_env,
+        reuse_existing=reuse_existing,
+        on_line=on_line,
+    )
 
 
 def result_for(
@@ -540,42 +503,33 @@ def result_for(
 
 
 class Builder:
-    """Builds targets one after the other through a BuildQueue, as the service does."""
+    """Builds targets one after the other through the environment operations, as the service."""
 
-    def __init__(
-        self,
-        store: BuildStore,
-        runner: Runner,
-        *,
-        timeout_s: float,
-        echo: Callable[[str], None],
-        recorded: bool = True,
-    ) -> None:
-        """Build with `runner`, recording in `store`; log lines go to `echo`."""
-        self.store = store
+    def __init__(self, environments: Environments, *, recorded: bool = True) -> None:
+        """Build through `environments` (its queue must be started by `build_all`)."""
+        self.environments = environments
         self.recorded = recorded
-        self._changed = asyncio.Event()
-        self.runner = EchoingRunner(runner, echo, self._notify)
-        self.queue = BuildQueue(
-            store, self.runner, concurrency=1, timeout_s=timeout_s, on_event=self._notify
-        )
-
-    def _notify(self, build_id: str) -> None:
-        self._changed.set()
 
     async def build_all(
         self, targets: Sequence[Target], report: Callable[[BuildResult], None]
     ) -> list[BuildResult]:
         """Build each target in turn; `report` gets each result as soon as it is known."""
-        self.queue.start()
+        queue = self.environments.queue
+        queue.start()
         results = []
         try:
             for target in targets:
                 result = await self.build(target)
                 report(result)
                 results.append(result)
+        except asyncio.CancelledError:
+            # Ctrl-C or SIGTERM, wherever it lands: the running build ends CANCELLED.
+            for build_id in [*queue.running(), *queue.queued()]:
+                with suppress(EnvironmentRefusal):
+                    await self.environments.cancel(build_id)  # kills repo2docker
+            raise
         finally:
-            await self.queue.stop()
+            await queue.stop()
         return results
 
     async def build(self, target: Target) -> BuildResult:
@@ -584,25 +538,11 @@ class Builder:
         image = image_name(request.name, request.ref or "latest")
         started = time.monotonic()
         try:
-            record = self.queue.enqueue(request)
-        except ValueError as e:  # e.g. a token in the URL: records never hold one
+            record = await self.environments.add(request)
+        except (ValueError, EnvironmentRefusal) as e:  # e.g. a token in the URL
             return BuildResult(None, request.name, image, "failed", False, None, 0.0, str(e))
-        try:
-            final = await self._finished(record.id)
-        except asyncio.CancelledError:
-            await self.queue.cancel(record.id)  # kills repo2docker, records CANCELLED
-            raise
+        final = await self.environments.wait(record.id)
         return result_for(final, record, time.monotonic() - started, recorded=self.recorded)
-
-    async def _finished(self, build_id: str) -> BuildRecord | None:
-        """The final record, once the build has ended and its run is over."""
-        while True:
-            self._changed.clear()
-            record = self.store.get(build_id)
-            ended = record is None or record.state in TERMINAL_STATES
-            if ended and build_id not in self.runner.active:
-                return record
-            await self._changed.wait()
 
 
 # --- output ---------------------------------------------------------------------------------
@@ -630,23 +570,30 @@ def tally(results: Sequence[BuildResult]) -> str:
     return f"{len(results)} images: {built} built, {reused} reused, {failed} failed"
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 async def stoppable(work: Coroutine[Any, Any, T]) -> T:
-    """Await `work`; SIGTERM (docker stop, kill) cancels it like Ctrl-C does.
+    """Await `work`; SIGINT (Ctrl-C) and SIGTERM (docker stop, kill) cancel it.
 
     Without this, SIGTERM would end the process at once, leaving the build recorded as
-    running and repo2docker (in its own process group) running on.
+    running and repo2docker (in its own process group) running on. SIGINT gets its own
+    handler too: a process started in the background by a shell inherits SIGINT ignored,
+    and Python then never raises KeyboardInterrupt.
     """
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
     try:
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, task.cancel)
     except (NotImplementedError, RuntimeError, ValueError):
         return await work  # not the main thread, or no signals here: nothing to catch
     try:
         return await work
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
 
 
 def _fail_usage(error: Exception) -> int:
@@ -660,15 +607,15 @@ def _fail_usage(error: Exception) -> int:
 def main(
     argv: Sequence[str] | None = None,
     *,
-    runner: Runner | None = None,
+    runner_factory: RunnerFactory = make_runner,
     store: BuildStore | None = None,
     env: Mapping[str, str] | None = None,
     resolve: Resolver = socket.getaddrinfo,
 ) -> int:
     """Run `build-image` with `argv` (default: sys.argv[1:]); return the exit status.
 
-    `runner` and `store` replace the real BuildRunner and BuildStore (tests pass fakes; a
-    passed store is not closed), `env` replaces os.environ, `resolve` the DNS lookup.
+    `runner_factory` and `store` replace the real BuildRunner and BuildStore (tests pass
+    fakes; a passed store is not closed), `env` replaces os.environ, `resolve` the DNS lookup.
     """
     env = os.environ if env is None else env
     try:
@@ -678,12 +625,22 @@ def main(
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
     try:
         settings = BuilderSettings.from_env(env)
-        targets = collect_targets(args, settings, env, resolve)
+        rules = RequestRules.from_settings(settings, resolve)
+        targets = collect_targets(args, rules, env)
     except (UsageError, SettingError) as e:
         return _fail_usage(e)
     say = writer(lambda: sys.stderr if args.json else sys.stdout)
     try:
-        results = run_builds(args, settings, targets, env=env, runner=runner, store=store, say=say)
+        results = run_builds(
+            args,
+            settings,
+            rules,
+            targets,
+            env=env,
+            runner_factory=runner_factory,
+            store=store,
+            say=say,
+        )
     except UsageError as e:
         return _fail_usage(e)
     except StoreError as e:
@@ -702,10 +659,11 @@ def main(
 def run_builds(
     args: argparse.Namespace,
     settings: BuilderSettings,
+    rules: RequestRules,
     targets: Sequence[Target],
     *,
     env: Mapping[str, str],
-    runner: Runner | None,
+    runner_factory: RunnerFactory,
     store: BuildStore | None,
     say: Callable[[str], None],
 ) -> list[BuildResult]:
@@ -719,14 +677,19 @@ def run_builds(
     with ExitStack() as stack:
         if store is None:
             store = _open_own_store(args, env, settings, stack, say)
-        check_names(targets, store)
-        if runner is None:
-            base_env = stack.enter_context(child_environment(targets, env))
-            runner = make_runner(settings, force=args.force, base_env=base_env)
-            stack.callback(_close_images, runner)
-        builder = Builder(
-            store, runner, timeout_s=settings.timeout_s, echo=say, recorded=not args.no_record
+        base_env = stack.enter_context(child_environment(targets, env))
+        runner = runner_factory(
+            settings, reuse_existing=not args.force, on_line=say, base_env=base_env
         )
+        stack.callback(_close_images, runner)
+        images = DockerImages()  # connects only if asked (build-image never deletes)
+        stack.callback(images.close)
+        queue = BuildQueue(
+            store, runner, concurrency=1, timeout_s=settings.timeout_s, on_event=lambda _: None
+        )
+        environments = Environments(store, queue, images, rules)
+        check_names(targets, environments)
+        builder = Builder(environments, recorded=not args.no_record)
 
         def report(result: BuildResult) -> None:
             say(result.summary() + "\n")

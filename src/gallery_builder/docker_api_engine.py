@@ -9,24 +9,36 @@ Register it under the `repo2docker.engines` entry-point group and select it with
 `repo2docker --engine gallery-docker-api`. Labels the gallery needs on every image go in the
 `DockerAPIEngine.extra_labels` trait (e.g. `c.DockerAPIEngine.extra_labels = {...}` in the
 file given to `repo2docker --config`); they override same-named labels from anywhere else.
+
+Labels go on in one step. The classic builder turns the build's `labels` argument into one
+LABEL instruction per label, each a container and a commit of its own (thirteen of them for
+a gallery image), so the engine builds the repository without them, exactly as a plain
+`docker build` would (and as cacheable), then adds every label with a single LABEL
+instruction on top of that image. After the build it says which steps came from the layer
+cache and how long each took.
 """
 
 from __future__ import annotations
 
+import io
 import re
+import tarfile
+import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import docker
 import docker.constants
 import docker.utils
-from docker.errors import APIError, DockerException, NotFound
+from docker.errors import DockerException, NotFound
 from repo2docker.docker import DockerEngine
 from repo2docker.engine import BuildError, ContainerEngineException, Image
 from requests.exceptions import RequestException
 from traitlets import Dict, Unicode
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
+from gallery_builder.docker_errors import describe_docker_error
 from gallery_common.image_labels import strip_credentials
 
 ENTRY_POINT_NAME = "gallery-docker-api"
@@ -137,15 +149,43 @@ class DockerAPIEngine(DockerEngine):
             platform=platform,
             extra=kwargs,
         )
+        labels = request.pop("labels")
+        target = request.pop("tag")
         self.log.debug(
-            "Building %s via the Docker Engine API with labels %s", tag, sorted(request["labels"])
+            "Building %s via the Docker Engine API with labels %s", target, sorted(labels)
         )
+        steps = StepLog()
+        # 1. The repository's own build: no labels, untagged, like a plain `docker build`.
+        image_id = yield from self._run_build(request, steps)
+        if image_id is None:
+            raise BuildError("Docker did not say which image it built")
+        # 2. Every label in one LABEL instruction on top of it, under the requested tag.
+        if labels:
+            yield {"stream": f"Adding {len(labels)} labels in one step\n"}
+            labelled = yield from self._run_build(
+                label_request(image_id, labels, target, request["container_limits"]), steps
+            )
+            image_id = labelled or image_id
+        elif target:
+            repository, _, tag = target.rpartition(":") if ":" in target else (target, "", "")
+            self.api_client.tag(image_id, repository, tag or "latest")
+        for line in steps.summary():
+            yield {"stream": line + "\n"}
+
+    def _run_build(self, request: Mapping[str, Any], steps: StepLog) -> Iterator[dict[str, Any]]:
+        """Stream one build request; returns the id of the image it built (a generator's return).
+
+        Raises BuildError after yielding an error chunk, as the daemon's errors are yielded.
+        """
         error = None
+        image_id = None
         try:
             for raw in self.api_client.build(**request):
                 chunk = _progress_chunk(raw)
                 if "error" in chunk:
                     error = str(chunk["error"])
+                image_id = _built_image_id(chunk) or image_id
+                steps.see(chunk)
                 yield chunk
                 if error is not None:
                     break
@@ -153,8 +193,10 @@ class DockerAPIEngine(DockerEngine):
             error = describe_docker_error(e)
             # Same shape as an error the daemon streams, so repo2docker reports it the same way.
             yield {"error": error, "errorDetail": {"message": error}}
+        steps.end()
         if error is not None:
             raise BuildError(error)
+        return image_id
 
     def _build_request(
         self,
@@ -255,41 +297,106 @@ def image_from_inspect(attrs: Mapping[str, Any]) -> Image:
     return Image(tags=list(attrs.get("RepoTags") or []), config=config)
 
 
-def describe_docker_error(error: BaseException) -> str:
-    """A one-line description of a Docker failure, without request URLs or parameters."""
-    if isinstance(error, APIError):
-        # str(APIError) quotes the request URL, whose query has the build args and labels.
-        explanation = error.explanation
-        if isinstance(explanation, bytes):
-            explanation = explanation.decode("utf-8", "replace")
-        if not explanation and error.response is not None:
-            explanation = error.response.reason
-        return f"Docker API error {error.status_code}: {explanation or 'no details'}"
-    if isinstance(error, RequestException | Urllib3HTTPError):
-        # Their messages quote the request URL too; keep only the underlying OS reason.
-        reason = _os_reason(error)
-        suffix = f": {reason}" if reason else ""
-        return f"cannot talk to the Docker engine ({type(error).__name__}{suffix})"
-    if isinstance(error, OSError) and error.strerror:
-        return f"{type(error).__name__}: {error.strerror}"
-    return f"{type(error).__name__}: {error}"
+_STEP_LINE = re.compile(r"Step (\d+)/(\d+) : (.*)")
+_BUILT_LINE = re.compile(r"Successfully built ([0-9a-f]{12,64})")
 
 
-def _os_reason(error: BaseException) -> str:
-    """The strerror of the first OSError found under `error` ("Connection refused"), or ""."""
-    seen: set[int] = set()
-    pending: list[object] = [error]
-    while pending:
-        current = pending.pop(0)
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.strerror:
-            return current.strerror
-        # requests wraps urllib3's MaxRetryError, whose .reason is the socket error.
-        pending.extend([getattr(current, "reason", None), current.__cause__, current.__context__])
-        pending.extend(current.args)
-    return ""
+@dataclass
+class _Step:
+    text: str
+    started: float
+    seconds: float = 0.0
+    cached: bool = False
+
+
+@dataclass
+class StepLog:
+    """The steps of the daemon's build streams: which came from the cache, how long each took."""
+
+    steps: list[_Step] = field(default_factory=list)
+    clock: Any = time.monotonic
+
+    def see(self, chunk: Mapping[str, Any]) -> None:
+        """Take one progress chunk (a "Step N/M : ..." line starts a step)."""
+        text = chunk.get("stream")
+        if not isinstance(text, str):
+            return
+        for line in text.splitlines():
+            match = _STEP_LINE.match(line.strip())
+            if match:
+                self.end()
+                self.steps.append(_Step(match[3].strip(), self.clock()))
+            elif self.steps and line.strip() == "---> Using cache":
+                self.steps[-1].cached = True
+
+    def end(self) -> None:
+        """The current step (if any) ends now."""
+        if self.steps and not self.steps[-1].seconds:
+            self.steps[-1].seconds = max(self.clock() - self.steps[-1].started, 1e-6)
+
+    def summary(self) -> list[str]:
+        """Log lines: how many steps were cached, then each step with its time."""
+        # FROM only names the image to start from: neither run nor cached.
+        steps = [step for step in self.steps if not step.text.upper().startswith("FROM ")]
+        if not steps:
+            return []
+        cached = sum(step.cached for step in steps)
+        total = sum(step.seconds for step in steps)
+        lines = [
+            f"Build steps: {cached} of {len(steps)} from the layer cache, {total:.1f} s in all"
+        ]
+        for number, step in enumerate(steps, start=1):
+            text = step.text if len(step.text) <= 60 else step.text[:57] + "..."
+            where = "cached" if step.cached else "ran"
+            lines.append(f"  {number:>2}. {where:<6} {step.seconds:6.2f} s  {text}")
+        return lines
+
+
+def _dockerfile_string(text: str) -> str:
+    """`text` as a double-quoted Dockerfile word: no escapes or $variables interpreted."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
+
+
+def label_dockerfile(image_id: str, labels: Mapping[str, str]) -> str:
+    """A Dockerfile adding every label to `image_id` in one LABEL instruction."""
+    pairs = " \\\n    ".join(
+        f"{_dockerfile_string(key)}={_dockerfile_string(value)}"
+        for key, value in sorted(labels.items())
+    )
+    return f"FROM {image_id}\nLABEL {pairs}\n"
+
+
+def label_request(
+    image_id: str, labels: Mapping[str, str], tag: str | None, limits: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The APIClient.build arguments of the one-step label build (its context: a Dockerfile)."""
+    dockerfile = label_dockerfile(image_id, labels).encode("utf-8")
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+    context.seek(0)
+    return {
+        "fileobj": context,
+        "custom_context": True,
+        "tag": tag or None,
+        "container_limits": dict(limits),
+        "rm": True,
+        "forcerm": True,
+        "decode": True,
+    }
+
+
+def _built_image_id(chunk: Mapping[str, Any]) -> str | None:
+    aux = chunk.get("aux")
+    if isinstance(aux, dict) and isinstance(aux.get("ID"), str):
+        return aux["ID"]
+    text = chunk.get("stream")
+    if isinstance(text, str) and (match := _BUILT_LINE.search(text)):
+        return match[1]
+    return None
 
 
 def _progress_chunk(raw: Any) -> dict[str, Any]:

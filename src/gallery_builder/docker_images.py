@@ -17,7 +17,6 @@ from gallery_common.image_labels import MARKER_FILTER, EnvironmentLabels, parse_
 
 # Builds are tagged "<name>:<prefix><build id>" until they succeed (see build_runner).
 BUILD_TAG_PREFIX = "gallery-build-"
-_NO_TAG = "<none>:<none>"
 
 
 class DockerImages:
@@ -104,22 +103,6 @@ class DockerImages:
             for container in containers
             if container.get("ImageID") == image_id
         )
-
-    def list_environments(self) -> list[tuple[str, EnvironmentLabels, int]]:
-        """(tag, labels, size in bytes) of every tagged gallery image, sorted by tag.
-
-        Images still being built (temporary build tags) are left out.
-        """
-        found: list[tuple[str, EnvironmentLabels, int]] = []
-        for summary in self.api.images(filters={"label": MARKER_FILTER}):
-            labels = parse_labels(summary.get("Labels"))
-            if labels is None:
-                continue
-            size = summary.get("Size")
-            for tag in summary.get("RepoTags") or []:
-                if tag != _NO_TAG and not is_build_tag(tag):
-                    found.append((tag, labels, size if isinstance(size, int) else 0))
-        return sorted(found, key=lambda entry: entry[0])
 
     def remove_build_leftovers(self) -> list[str]:
         """Remove temporary build tags (and their images); return the names removed.

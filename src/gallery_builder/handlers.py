@@ -1,9 +1,10 @@
 """HTTP handlers of the environments service: the page, the REST API, the log stream.
 
-Routes (under the service prefix, /services/environments/):
+Routes (under the service prefix, hub_contract.SERVICE_PREFIX = /services/environments/):
     GET    ""                                  the Environments page
     GET    api/environments                    list (latest build of each image)
     POST   api/environments                    add: validate, queue a build -> 202
+    GET    api/environments/default-name       the name a repository URL gets by default
     GET    api/environments/{id}               one build
     DELETE api/environments/{id}               delete the image and its builds
     POST   api/environments/{id}/rebuild       build the ref again -> 202
@@ -11,8 +12,10 @@ Routes (under the service prefix, /services/environments/):
     GET    api/environments/{id}/log           Server-Sent Events, resumable
     GET    oauth_callback                      JupyterHub OAuth
 Who may: JupyterHub admins (scope admin-ui) and holders of custom:environments:manage,
-checked by JupyterHub's own HubOAuth against the token's scopes; others get 403,
-anonymous requests 401.
+checked by JupyterHub's own HubOAuth against the token's scopes; holders of
+custom:environments:read may list; others get 403, anonymous requests 401.
+
+The handlers translate between HTTP and `Environments`, which holds every rule.
 """
 
 from __future__ import annotations
@@ -33,28 +36,24 @@ from jupyterhub.services.auth import (
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from gallery_builder.build_queue import BuildQueue, name_conflict
-from gallery_builder.build_request import (
-    BuildRequest,
-    ValidationError,
-    parse_build_request,
-)
-from gallery_builder.build_store import TERMINAL_STATES, BuildRecord, BuildStore
-from gallery_builder.builder_settings import STACK_HOSTS, BuilderSettings
-from gallery_builder.docker_images import DockerImages
+from gallery_builder.build_request import ValidationError, derive_name
+from gallery_builder.build_store import TERMINAL_STATES, BuildRecord
+from gallery_builder.builder_settings import BuilderSettings
+from gallery_builder.environments import Conflict, Environments, NotFound
 from gallery_builder.log_events import LogEvents
 from gallery_builder.page import STATIC_DIR, render_environments_page
+from gallery_common.hub_contract import ADMIN_SCOPE, MANAGE_SCOPE, READ_SCOPE, SERVICE_PREFIX
 
 log = logging.getLogger("gallery_builder")
 
-MANAGE_SCOPE = "custom:environments:manage"
-# Either scope lets a token in: the custom one (environment managers) or admin-ui, which
-# only JupyterHub admins hold (the built-in admin role cannot be given extra scopes).
-MANAGE_SCOPES = frozenset({MANAGE_SCOPE, "admin-ui"})
+# Either scope lets a token manage: the custom one (environment managers) or admin-ui,
+# which only JupyterHub admins hold (the built-in admin role cannot be given extra scopes).
+MANAGE_SCOPES = frozenset({MANAGE_SCOPE, ADMIN_SCOPE})
 # Read-only listing, e.g. for the hub's gallery to show which examples are being built.
-READ_SCOPE = "custom:environments:read"
 ACCESS_SCOPES = MANAGE_SCOPES | {READ_SCOPE}
 KEEPALIVE_SECONDS = 15.0
+# Builds run by the build-image command in another process append to the store without
+# waking the stream: it also looks again this often.
 RECHECK_SECONDS = 2.0
 BUILD_ID_PATTERN = r"[0-9a-f]{32}"
 # Third-party browser assets (xterm.js), copied there by builder/Dockerfile.
@@ -66,20 +65,9 @@ class BuilderContext:
     """What the handlers share: passed to each handler's initialize()."""
 
     settings: BuilderSettings
-    store: BuildStore
-    queue: BuildQueue
-    images: DockerImages
+    environments: Environments
     events: LogEvents
     hub_auth: HubOAuth
-
-    def parse(self, body: Any) -> BuildRequest:
-        return parse_build_request(
-            body,
-            max_memory_gb=self.settings.max_memory_gb,
-            max_cpu=self.settings.max_cpu,
-            allow_private=self.settings.allow_private_repositories,
-            blocked_hosts=STACK_HOSTS,
-        )
 
 
 class BaseHandler(HubOAuthenticated, web.RequestHandler):
@@ -87,6 +75,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
 
     def initialize(self, ctx: BuilderContext) -> None:
         self.ctx = ctx
+        self.environments = ctx.environments
         self.hub_auth = ctx.hub_auth
         self.refused_user: dict | None = None
 
@@ -102,7 +91,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
 
 
 class APIHandler(BaseHandler):
-    """JSON in and out; 401/403 instead of a login redirect."""
+    """JSON in and out; 401/403 instead of a login redirect; refusals become 400/404/409."""
 
     # Requests holders of the read scope alone may make (method names).
     read_only_methods: frozenset[str] = frozenset()
@@ -125,8 +114,8 @@ class APIHandler(BaseHandler):
             self.check_xsrf_cookie()
 
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
-        if isinstance(value, ValidationError):
-            log.info("400 %s %s: %s", self.request.method, self.request.path, value)
+        if isinstance(value, ValidationError | NotFound | Conflict):
+            log.info("%s %s: %s", self.request.method, self.request.path, value)
             return
         super().log_exception(typ, value, tb)
 
@@ -142,125 +131,87 @@ class APIHandler(BaseHandler):
         self.set_header("Content-Type", "application/json")
         body: dict[str, Any] = {"error": self._reason}
         exc_info = kwargs.get("exc_info")
-        if exc_info:
-            error = exc_info[1]
-            if isinstance(error, ValidationError):
-                self.set_status(400)
-                body = {"error": str(error), "field": error.field}
-            elif isinstance(error, web.HTTPError) and error.log_message:
-                body = {
-                    "error": error.log_message % error.args if error.args else error.log_message
-                }
+        error = exc_info[1] if exc_info else None
+        if isinstance(error, ValidationError):
+            self.set_status(400)
+            body = {"error": str(error), "field": error.field, "message": error.message}
+        elif isinstance(error, NotFound | Conflict):
+            self.set_status(404 if isinstance(error, NotFound) else 409)
+            body = {"error": str(error)}
+        elif isinstance(error, web.HTTPError) and error.log_message:
+            body = {"error": error.log_message % error.args if error.args else error.log_message}
         self.finish(body)
-
-    async def queue_build(self, request: BuildRequest) -> BuildRecord:
-        record = self.ctx.queue.enqueue(request)
-        log.info("queued build %s of %s (%s)", record.id, record.image, self.current_user["name"])
-        # The queue may have finished it already (a commit that is built is reused).
-        return await asyncio.to_thread(self.ctx.store.get, record.id) or record
 
     def send_build(self, record: BuildRecord, status: int = 200) -> None:
         self.set_status(status)
         self.finish(record.to_json())
 
-    async def find(self, build_id: str) -> BuildRecord:
-        record = await asyncio.to_thread(self.ctx.store.get, build_id)
-        if record is None:
-            raise web.HTTPError(404, f"no build {build_id}")
-        return record
+    def log_change(self, what: str, record: BuildRecord) -> None:
+        log.info("%s %s of %s (%s)", what, record.id, record.image, self.current_user["name"])
 
 
 class EnvironmentsAPIHandler(APIHandler):
     read_only_methods = frozenset({"GET"})
 
     async def get(self) -> None:
-        records = await asyncio.to_thread(self.ctx.store.list, 1000)
-        latest: dict[str, BuildRecord] = {}
-        for record in records:  # newest first: the first one seen per image wins
-            latest.setdefault(record.image, record)
-        self.finish({"environments": [r.to_json() for r in latest.values()]})
+        records = await self.environments.latest()
+        self.finish({"environments": [r.to_json() for r in records]})
 
     async def post(self) -> None:
-        request = self.ctx.parse(self.json_body())
-        conflict = await asyncio.to_thread(name_conflict, self.ctx.store, request)
-        if conflict:
-            raise web.HTTPError(409, conflict)
-        self.send_build(await self.queue_build(request), 202)
+        request = self.environments.rules.parse(self.json_body())
+        record = await self.environments.add(request)
+        self.log_change("queued build", record)
+        self.send_build(record, 202)
+
+
+class DefaultNameAPIHandler(APIHandler):
+    """The name the server gives an environment whose name is left blank (for the form)."""
+
+    async def get(self) -> None:
+        self.finish({"name": derive_name(self.get_argument("repository", ""))})
 
 
 class EnvironmentAPIHandler(APIHandler):
     async def get(self, build_id: str) -> None:
-        self.send_build(await self.find(build_id))
+        self.send_build(await self.environments.get(build_id))
 
     async def delete(self, build_id: str) -> None:
-        record = await self.find(build_id)
-        store, images = self.ctx.store, self.ctx.images
-        siblings = await asyncio.to_thread(store.builds_of_image, record.image)
-        if any(r.state not in TERMINAL_STATES for r in siblings):
-            raise web.HTTPError(
-                409, f"a build of {record.image} is queued or running: cancel it first"
-            )
-        users = await asyncio.to_thread(images.running_containers_using, record.image)
-        if users:
-            raise web.HTTPError(
-                409,
-                f"{record.image} is in use by {len(users)} running server(s): "
-                f"{', '.join(sorted(users))}; stop them first",
-            )
-        if await asyncio.to_thread(images.exists, record.image):
-            # prune: also the image's untagged parent layers, or deleting would free nothing.
-            await asyncio.to_thread(images.remove, record.image, prune=True)
-        for sibling in siblings:
-            await asyncio.to_thread(store.delete, sibling.id)
-        log.info("deleted environment %s (%s)", record.image, self.current_user["name"])
+        record = await self.environments.delete(build_id)
+        self.log_change("deleted environment", record)
         self.set_status(204)
         self.finish()
 
 
 class RebuildAPIHandler(APIHandler):
     async def post(self, build_id: str) -> None:
-        record = await self.find(build_id)
-        body = self.json_body()
-        if not isinstance(body, dict) or set(body) - {"credentials"}:
-            raise ValidationError("body", "only 'credentials' may be given to a rebuild")
-        # The same checks as a new request: e.g. a local path built by build-image cannot
-        # be rebuilt from here.
-        stored = {
-            "repository": record.repository,
-            "name": record.name,
-            "ref": record.ref,
-            "memory": record.memory_gb,
-            "cpu": record.cpu,
-            "credentials": body.get("credentials"),
-        }
-        request = self.ctx.parse({k: v for k, v in stored.items() if v is not None})
-        self.send_build(await self.queue_build(request), 202)
+        record = await self.environments.rebuild(build_id, self.json_body())
+        self.log_change("queued rebuild", record)
+        self.send_build(record, 202)
 
 
 class CancelAPIHandler(APIHandler):
     async def post(self, build_id: str) -> None:
-        record = await self.find(build_id)
-        if record.state in TERMINAL_STATES:
-            raise web.HTTPError(409, f"build {build_id} has already ended ({record.state})")
-        await self.ctx.queue.cancel(build_id)
-        self.send_build(await self.find(build_id))
+        record = await self.environments.cancel(build_id)
+        self.log_change("cancelled build", record)
+        self.send_build(record)
 
 
 class LogStreamHandler(APIHandler):
     """The build log as Server-Sent Events: replay, then push; resumable by Last-Event-ID."""
 
     async def get(self, build_id: str) -> None:
-        await self.find(build_id)
+        await self.environments.get(build_id)
         after = self._last_event_id()
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("X-Accel-Buffering", "no")
+        store = self.environments.store
         wake = self.ctx.events.subscribe(build_id)
         quiet = 0.0
         try:
             while True:
                 wake.clear()
-                chunks = await asyncio.to_thread(self.ctx.store.read_log, build_id, after)
-                record = await asyncio.to_thread(self.ctx.store.get, build_id)
+                chunks = await asyncio.to_thread(store.read_log, build_id, after)
+                record = await asyncio.to_thread(store.get, build_id)
                 for seq, text in chunks:
                     self.write(f"id: {seq}\nevent: log\ndata: {json.dumps(text)}\n\n")
                     after = seq
@@ -271,8 +222,6 @@ class LogStreamHandler(APIHandler):
                     return
                 await self.flush()
                 try:
-                    # Also look again now and then: builds run by the build-image command
-                    # in another process append to the store without waking us.
                     await asyncio.wait_for(wake.wait(), RECHECK_SECONDS)
                     quiet = 0.0
                 except TimeoutError:
@@ -303,8 +252,8 @@ class PageHandler(BaseHandler):
             self.application.settings["template_env"],
             user=self.current_user,
             xsrf_token=self.xsrf_token.decode(),
-            prefix=settings.service_prefix,
-            static_prefix=settings.service_prefix + "static/",
+            prefix=SERVICE_PREFIX,
+            static_prefix=SERVICE_PREFIX + "static/",
             max_memory_gb=settings.max_memory_gb,
             max_cpu=settings.max_cpu,
         )
@@ -312,13 +261,15 @@ class PageHandler(BaseHandler):
 
 
 def routes(ctx: BuilderContext) -> list[tuple]:
-    prefix = ctx.settings.service_prefix
+    """Every route of the service, under hub_contract.SERVICE_PREFIX."""
+    prefix = SERVICE_PREFIX
     api = prefix + "api/environments"
     args = {"ctx": ctx}
     return [
         (prefix, PageHandler, args),
         (prefix + "oauth_callback", HubOAuthCallbackHandler, {}),
         (api, EnvironmentsAPIHandler, args),
+        (api + "/default-name", DefaultNameAPIHandler, args),
         (rf"{api}/({BUILD_ID_PATTERN})", EnvironmentAPIHandler, args),
         (rf"{api}/({BUILD_ID_PATTERN})/rebuild", RebuildAPIHandler, args),
         (rf"{api}/({BUILD_ID_PATTERN})/cancel", CancelAPIHandler, args),

@@ -31,6 +31,3 @@ class LogEvents:
     def notify(self, build_id: str) -> None:
         for event in self._listeners.get(build_id, ()):
             event.set()
-
-    def listener_count(self, build_id: str) -> int:
-        return len(self._listeners.get(build_id, ()))

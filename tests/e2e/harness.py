@@ -337,10 +337,12 @@ GIT_PASSWORD = "fixture-pass-" + secrets.token_hex(12)
 def start_gitserver(stack: Stack) -> str:
     """A Git server on the stack's network: http://gitserver/{public,private}/<repo>.git.
 
-    Repositories: demo (a notebook and a .py app) and slow (a two-minute build); the
-    private copies need GIT_USER / GIT_PASSWORD.
+    Repositories: demo (a notebook and a .py app), slow (a two-minute build), bench (the
+    benchmark's) and layered (dependencies first, notebooks last); the private copies need
+    GIT_USER / GIT_PASSWORD. `edit_file` commits a change to one of them.
     """
-    image = "neurolang-gallery/test-gitserver:latest"
+    # Tagged per prefix: another checkout on the same engine may have other fixtures.
+    image = f"neurolang-gallery/test-gitserver:{PROJECT_PREFIX}"
     run(
         [
             "docker",
@@ -388,6 +390,24 @@ def start_gitserver(stack: Stack) -> str:
             return "http://gitserver"
         time.sleep(1)
     raise AssertionError(f"the git server did not come up: {run(['docker', 'logs', name]).stderr}")
+
+
+def edit_file(stack: Stack, repository: str, path: str, content: bytes | None = None) -> str:
+    """Commit `content` as `path` in a fixture repository (None: an empty commit); its id."""
+    route = f"edit/{repository}?path={path}" if content is not None else f"commit/{repository}"
+    script = (
+        "import sys, urllib.request; print(urllib.request.urlopen(urllib.request.Request("
+        f"'http://127.0.0.1/admin/{route}', data=sys.stdin.buffer.read(), method='POST'),"
+        " timeout=30).read().decode())"
+    )
+    done = subprocess.run(
+        ["docker", "exec", "-i", f"{stack.project}-gitserver", "python3", "-c", script],
+        input=content or b"",
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout.decode().strip()
 
 
 def make_admin_token(stack: Stack, admin_password: str) -> str:

@@ -28,7 +28,17 @@ def test_admin_adds_watches_and_deletes_an_environment(stack, admin_password, gi
         form = page.locator("#environment-form")
         expect(form).to_be_visible()
         form.locator("input[name=repository]").fill(f"{gitserver}/public/demo.git")
+        # The name the server would give it, as the name field's placeholder.
+        expect(form.locator("input[name=name]")).to_have_attribute("placeholder", "demo")
         form.locator("input[name=name]").fill("browser-demo")
+        # The form checks nothing itself: the server's message shows next to the field.
+        form.locator("input[name=memory]").fill("lots")
+        form.locator("button[type=submit]").click()
+        expect(page.locator("#environment-memory-error")).to_have_text(
+            "must be a number like 2 or 0.5"
+        )
+        expect(form.locator("input[name=memory]")).to_have_class(re.compile("is-invalid"))
+        page.screenshot(path=str(artifacts / "environments-field-error.png"))
         form.locator("input[name=memory]").fill("1")
         form.locator("button[type=submit]").click()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 
@@ -14,10 +15,23 @@ def docker(*args: str, check: bool = True) -> str:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=check).stdout
 
 
+# Containers of another checkout's test stacks sharing this engine ("<prefix><6 hex>-...").
+OTHER_TEST_CONTAINER = re.compile(r"^[a-z]+[0-9a-f]{6}-")
+
+
 def stray_containers(stack) -> list[str]:
-    """Containers that are neither the stack's services nor the test's git server."""
-    names = docker("ps", "-a", "--format", "{{.Names}}").split()
-    return [n for n in names if not n.startswith(stack.project)]
+    """Containers left behind by our builds: neither a compose service (of this stack or of
+    another project on the same engine) nor a test's own container (git server, servers)."""
+    rows = docker(
+        "ps", "-a", "--format", '{{.Names}}\t{{.Label "com.docker.compose.project"}}'
+    ).splitlines()
+    stray = []
+    for row in rows:
+        name, _, project = row.partition("\t")
+        if project or name.startswith(stack.project) or OTHER_TEST_CONTAINER.match(name):
+            continue
+        stray.append(name)
+    return stray
 
 
 def wait_for_log(client: EnvironmentsClient, build_id: str, text: str, timeout: float = 300):

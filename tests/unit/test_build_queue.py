@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,32 +15,10 @@ from gallery_builder.build_request import BuildRequest, Credentials
 from gallery_builder.build_runner import RunOutcome
 from gallery_builder.build_store import BuildRecord, BuildState, BuildStore
 
+from .conftest import ScriptedRunner
+
 COMMIT = "a" * 40
 PASSWORD = "hunter2-secret"
-Script = Callable[[str, BuildRequest, Callable[[str], None]], Awaitable[RunOutcome]]
-
-
-class FakeRunner:
-    """Runs `script` for every build and remembers what it was asked, and how many at once."""
-
-    def __init__(self, script: Script) -> None:
-        self.script = script
-        self.calls: list[str] = []
-        self.active = 0
-        self.max_active = 0
-        self.cleaned_up: list[str] = []
-
-    async def run(
-        self, build_id: str, request: BuildRequest, emit: Callable[[str], None]
-    ) -> RunOutcome:
-        self.calls.append(build_id)
-        self.active += 1
-        self.max_active = max(self.max_active, self.active)
-        try:
-            return await self.script(build_id, request, emit)
-        finally:
-            self.active -= 1
-            self.cleaned_up.append(build_id)
 
 
 async def built(build_id: str, request: BuildRequest, emit: Callable[[str], None]) -> RunOutcome:
@@ -71,12 +49,6 @@ class Gate:
         self.started.append(build_id)
         await self.opened.wait()
         return RunOutcome(BuildState.BUILT, image="demo:main", resolved_commit=COMMIT)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[BuildStore]:
-    with BuildStore(tmp_path / "builds.sqlite") as store:
-        yield store
 
 
 class Events(list[str]):
@@ -125,7 +97,9 @@ def log_of(store: BuildStore, build_id: str) -> list[str]:
     return [text for _, text in store.read_log(build_id)]
 
 
-def make_queue(store: BuildStore, runner: FakeRunner, **kwargs: Any) -> tuple[BuildQueue, Events]:
+def make_queue(
+    store: BuildStore, runner: ScriptedRunner, **kwargs: Any
+) -> tuple[BuildQueue, Events]:
     events = Events(store)
     kwargs.setdefault("timeout_s", 30)
     return BuildQueue(store, runner, on_event=events, **kwargs), events
@@ -133,7 +107,7 @@ def make_queue(store: BuildStore, runner: FakeRunner, **kwargs: Any) -> tuple[Bu
 
 def test_a_build_runs_and_is_recorded(store: BuildStore) -> None:
     async def scenario() -> tuple[BuildRecord, Events]:
-        runner = FakeRunner(built)
+        runner = ScriptedRunner(built)
         queue, events = make_queue(store, runner)
         queue.start()
         record = create(store)
@@ -159,7 +133,7 @@ def test_a_build_runs_and_is_recorded(store: BuildStore) -> None:
 
 def test_concurrency_is_respected(store: BuildStore) -> None:
     gate = Gate()
-    runner = FakeRunner(gate)
+    runner = ScriptedRunner(gate)
 
     async def scenario() -> list[BuildRecord]:
         queue, _events = make_queue(store, runner, concurrency=2)
@@ -183,7 +157,7 @@ def test_concurrency_is_respected(store: BuildStore) -> None:
 
 def test_cancel_a_queued_build(store: BuildStore) -> None:
     gate = Gate()
-    runner = FakeRunner(gate)
+    runner = ScriptedRunner(gate)
 
     async def scenario() -> tuple[BuildRecord, BuildRecord, bool]:
         queue, events = make_queue(store, runner)
@@ -210,7 +184,7 @@ def test_cancel_a_queued_build(store: BuildStore) -> None:
 
 
 def test_cancel_a_running_build(store: BuildStore) -> None:
-    runner = FakeRunner(forever)
+    runner = ScriptedRunner(forever)
 
     async def scenario() -> tuple[BuildRecord, bool, BuildRecord]:
         queue, _events = make_queue(store, runner)
@@ -239,7 +213,7 @@ def test_cancel_a_running_build(store: BuildStore) -> None:
 
 def test_cancel_something_unknown_or_finished(store: BuildStore) -> None:
     async def scenario() -> tuple[bool, bool]:
-        queue, _events = make_queue(store, FakeRunner(built))
+        queue, _events = make_queue(store, ScriptedRunner(built))
         queue.start()
         record = create(store)
         queue.submit(record.id, request())
@@ -252,7 +226,7 @@ def test_cancel_something_unknown_or_finished(store: BuildStore) -> None:
 
 
 def test_a_build_that_takes_too_long_fails(store: BuildStore) -> None:
-    runner = FakeRunner(forever)
+    runner = ScriptedRunner(forever)
 
     async def scenario() -> BuildRecord:
         queue, _events = make_queue(store, runner, timeout_s=0.2)
@@ -279,7 +253,7 @@ def test_an_exception_fails_the_build_and_the_queue_goes_on(
         return await built(build_id, request, emit)
 
     async def scenario() -> tuple[BuildRecord, BuildRecord]:
-        queue, _events = make_queue(store, FakeRunner(explode))
+        queue, _events = make_queue(store, ScriptedRunner(explode))
         queue.start()
         bad, good = create(store), create(store)
         queue.submit(bad.id, request(Credentials("alice", PASSWORD)))
@@ -301,7 +275,7 @@ def test_an_empty_exception_still_gives_a_reason(store: BuildStore) -> None:
         raise KeyError
 
     async def scenario() -> BuildRecord:
-        queue, _events = make_queue(store, FakeRunner(explode))
+        queue, _events = make_queue(store, ScriptedRunner(explode))
         queue.start()
         record = create(store)
         queue.submit(record.id, request())
@@ -323,7 +297,7 @@ def test_a_failed_outcome_and_scrubbed_lines(store: BuildStore) -> None:
         )
 
     async def scenario() -> BuildRecord:
-        queue, _events = make_queue(store, FakeRunner(fails))
+        queue, _events = make_queue(store, ScriptedRunner(fails))
         queue.start()
         record = create(store)
         queue.submit(record.id, request(Credentials("alice", PASSWORD)))
@@ -338,7 +312,7 @@ def test_a_failed_outcome_and_scrubbed_lines(store: BuildStore) -> None:
 
 
 def test_stop_fails_running_and_queued_builds(store: BuildStore) -> None:
-    runner = FakeRunner(forever)
+    runner = ScriptedRunner(forever)
 
     async def scenario() -> tuple[BuildRecord, BuildRecord]:
         queue, _events = make_queue(store, runner)
@@ -361,7 +335,7 @@ def test_stop_fails_running_and_queued_builds(store: BuildStore) -> None:
 
 def test_submit_twice_is_refused(store: BuildStore) -> None:
     async def scenario() -> None:
-        queue, _events = make_queue(store, FakeRunner(built))
+        queue, _events = make_queue(store, ScriptedRunner(built))
         record = create(store)
         queue.submit(record.id, request())
         with pytest.raises(ValueError, match="already queued"):
@@ -372,7 +346,7 @@ def test_submit_twice_is_refused(store: BuildStore) -> None:
 
 
 def test_a_build_deleted_while_queued_is_skipped(store: BuildStore) -> None:
-    runner = FakeRunner(built)
+    runner = ScriptedRunner(built)
 
     async def scenario() -> None:
         queue, _events = make_queue(store, runner)
@@ -392,7 +366,7 @@ def test_on_event_errors_do_not_break_builds(store: BuildStore) -> None:
         raise RuntimeError("listener is gone")
 
     async def scenario() -> BuildRecord:
-        queue = BuildQueue(store, FakeRunner(built), timeout_s=30, on_event=broken)
+        queue = BuildQueue(store, ScriptedRunner(built), timeout_s=30, on_event=broken)
         queue.start()
         record = create(store)
         queue.submit(record.id, request())
@@ -412,7 +386,7 @@ def test_a_log_store_failure_does_not_break_the_build(
     monkeypatch.setattr(store, "append_log", full)
 
     async def scenario() -> BuildRecord:
-        queue, _events = make_queue(store, FakeRunner(built))
+        queue, _events = make_queue(store, ScriptedRunner(built))
         queue.start()
         record = create(store)
         queue.submit(record.id, request())
@@ -436,7 +410,7 @@ class StoreWithSetImage(BuildStore):
 
 def test_the_runners_image_name_is_stored_when_it_differs(tmp_path: Path) -> None:
     async def scenario(store: StoreWithSetImage) -> tuple[str, str]:
-        queue, _events = make_queue(store, FakeRunner(built))
+        queue, _events = make_queue(store, ScriptedRunner(built))
         queue.start()
         same, other = create(store, "demo:main"), create(store, "demo:latest")
         queue.submit(same.id, request())
@@ -455,3 +429,40 @@ def test_invalid_settings() -> None:
         BuildQueue(None, None, concurrency=0, timeout_s=1, on_event=print)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         BuildQueue(None, None, timeout_s=0, on_event=print)  # type: ignore[arg-type]
+
+
+def test_wait_returns_once_the_run_is_over(store: BuildStore) -> None:
+    gate = Gate()
+    runner = ScriptedRunner(gate)
+
+    async def scenario() -> tuple[BuildRecord | None, BuildRecord | None, list[str]]:
+        queue, _ = make_queue(store, runner)
+        queue.start()
+        first = queue.enqueue(request())
+        second = queue.enqueue(request())
+        waiter = asyncio.create_task(queue.wait(first.id))
+        await until(lambda: gate.started == [first.id])
+        assert not waiter.done()
+        gate.opened.set()
+        done = await waiter
+        # a queued build that is cancelled ends without running
+        await queue.cancel(second.id)
+        cancelled = await queue.wait(second.id)
+        await queue.stop()
+        return done, cancelled, list(runner.cleaned_up)
+
+    done, cancelled, cleaned_up = asyncio.run(scenario())
+    assert done is not None and done.state is BuildState.BUILT
+    assert cancelled is not None and cancelled.state is BuildState.CANCELLED
+    assert cleaned_up[0] == done.id  # the run had finished when wait() returned
+
+
+def test_wait_for_an_unknown_or_finished_build_returns_at_once(store: BuildStore) -> None:
+    record = create(store)
+
+    async def scenario() -> tuple[BuildRecord | None, BuildRecord | None]:
+        queue, _ = make_queue(store, ScriptedRunner(built))
+        return await queue.wait(record.id), await queue.wait("0" * 32)
+
+    known, unknown = asyncio.run(scenario())
+    assert known == store.get(record.id) and unknown is None

@@ -289,30 +289,46 @@ def test_set_state_rejects_unknown_state(store: BuildStore):
     assert store.get(build.id).state is BuildState.QUEUED
 
 
-# --- find_built -----------------------------------------------------------------------------
+# --- latest per image ----------------------------------------------------------------------
 
 
-def test_find_built_only_returns_built_records_of_that_commit(store: BuildStore):
-    failed = new_build(store, resolved_commit=COMMIT_A)
-    store.set_state(failed.id, BuildState.FAILED, reason="boom")
-    assert store.find_built(REPO, COMMIT_A) is None
+def test_latest_per_image_has_the_newest_build_of_every_image(store: BuildStore):
+    old = new_build(store, "a")
+    store.set_state(old.id, BuildState.FAILED, reason="boom")
+    other = new_build(store, "b")
+    newest_a = new_build(store, "a")
+    tagged = new_build(store, "a", image="a:v1")
+    assert [r.id for r in store.latest_per_image()] == [tagged.id, newest_a.id, other.id]
 
-    old = new_build(store, resolved_commit=COMMIT_A)
-    store.set_state(old.id, BuildState.BUILT)
-    new = new_build(store)
-    store.set_state(new.id, BuildState.BUILDING, resolved_commit=COMMIT_A)
-    assert store.find_built(REPO, COMMIT_A).id == old.id  # building is not reusable yet
-    store.set_state(new.id, BuildState.BUILT)
 
-    other_commit = new_build(store, resolved_commit=COMMIT_B)
-    store.set_state(other_commit.id, BuildState.BUILT)
-    other_repo = new_build(store, repository=REPO + "-fork", resolved_commit=COMMIT_A)
-    store.set_state(other_repo.id, BuildState.BUILT)
+def test_latest_per_image_is_not_truncated(store: BuildStore):
+    for n in range(1200):
+        new_build(store, f"env{n}")
+    latest = store.latest_per_image()
+    assert len(latest) == 1200
+    assert latest[0].name == "env1199"
 
-    assert store.find_built(REPO, COMMIT_A).id == new.id
-    assert store.find_built(REPO, COMMIT_B).id == other_commit.id
-    assert store.find_built(REPO + "-fork", COMMIT_A).id == other_repo.id
-    assert store.find_built(REPO, "c" * 40) is None
+
+def test_an_old_schema_is_upgraded(db_path: Path):
+    db_path.parent.mkdir(parents=True)
+    db = sqlite3.connect(db_path)
+    for statement in __import__("gallery_builder.build_store").build_store._MIGRATIONS[0]:
+        db.execute(statement)
+    db.execute("PRAGMA user_version = 1")
+    db.execute(
+        "INSERT INTO builds (id, name, image, repository, state, created_at)"
+        " VALUES ('x', 'a', 'a:main', 'https://x.org/r', 'built', '2025-01-01T00:00:00+00:00')"
+    )
+    db.commit()
+    db.close()
+    with BuildStore(db_path) as store:
+        assert [r.id for r in store.latest_per_image()] == ["x"]
+    db = sqlite3.connect(db_path)
+    try:
+        indexes = {row[1] for row in db.execute("PRAGMA index_list(builds)")}
+        assert "builds_by_image" in indexes and "builds_by_commit" not in indexes
+    finally:
+        db.close()
 
 
 # --- logs -----------------------------------------------------------------------------------
@@ -494,7 +510,7 @@ def test_records_and_logs_survive_reopening(db_path: Path):
     reopened = BuildStore(db_path)
     try:
         assert reopened.get(build.id) == built
-        assert reopened.find_built(REPO, COMMIT_A) == built
+        assert reopened.latest_per_image() == [built]
         assert reopened.append_log(build.id, "second\n") == 2  # seq continues after restart
         assert reopened.full_log(build.id) == "first\nsecond\n"
         with pytest.raises(ValueError):
@@ -575,7 +591,7 @@ def test_uses_wal_and_records_schema_version(db_path: Path):
     db = sqlite3.connect(db_path)
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     finally:
         db.close()
 

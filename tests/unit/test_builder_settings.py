@@ -12,7 +12,13 @@ def test_defaults():
     assert (s.max_memory_gb, s.max_cpu) == (16, 8)
     assert s.allow_private_repositories is True
     assert s.engine == "gallery-docker-api"
-    assert s.service_prefix == "/services/environments/"
+    assert s.state_dir.as_posix() == "/srv/builder/state"
+
+
+def test_the_contract_is_not_a_setting():
+    # Port, prefix and token file are fixed by gallery_common.hub_contract.
+    s = BuilderSettings.from_env({"GALLERY_BUILDER_PORT": "1", "GALLERY_BUILDER_PREFIX": "/x/"})
+    assert not {"port", "service_prefix", "service_token_file"} & set(vars(s))
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import stat
@@ -17,8 +16,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,65 +25,20 @@ import pytest
 import yaml
 
 from gallery_builder import cli
-from gallery_builder.build_request import BuildRequest, image_name
+from gallery_builder.build_queue import BuildQueue
+from gallery_builder.build_request import BuildRequest
 from gallery_builder.build_runner import BuildRunner, RunOutcome
 from gallery_builder.build_store import BuildState, BuildStore
 from gallery_builder.builder_settings import BuilderSettings
 from gallery_builder.docker_images import build_tag
-from gallery_common.image_labels import EnvironmentLabels, make_labels, parse_labels
+from gallery_builder.environments import Environments, RequestRules
+from gallery_common.image_labels import make_labels
+
+from .conftest import COMMIT, FakeImage, FakeImages, FakeRunner, fake_resolve, needs_git
 
 URL = "https://example.org/lab/demo.git"
 OTHER_URL = "https://example.org/lab/other.git"
-COMMIT = "c" * 40
 OTHER_COMMIT = "d" * 40
-needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
-
-
-def fake_resolve(host: str, port: object = None) -> list[tuple[Any, ...]]:
-    """example.org is public, the stack's services are private, nothing else resolves."""
-    addresses = {"example.org": "198.51.100.7", "hub": "172.18.0.2", "builder": "172.18.0.3"}
-    if host not in addresses:
-        raise OSError(f"no such host {host}")
-    return [(2, 1, 6, "", (addresses[host], 0))]
-
-
-@dataclass
-class FakeRunner:
-    """Emits a few lines per build; reuses what it built before, fails the names in `fail`."""
-
-    fail: set[str] = field(default_factory=set)
-    crash: set[str] = field(default_factory=set)
-    built: dict[tuple[str, str], str] = field(default_factory=dict)
-    commits: dict[str, str] = field(default_factory=dict)
-    calls: list[BuildRequest] = field(default_factory=list)
-
-    async def run(
-        self, build_id: str, request: BuildRequest, emit: Callable[[str], None]
-    ) -> RunOutcome:
-        self.calls.append(request)
-        commit = self.commits.get(request.name, COMMIT)
-        image = image_name(request.name, request.ref or "main")
-        emit(f"Building {request.name} (build {build_id})\n")
-        await asyncio.sleep(0)
-        if request.name in self.crash:
-            raise RuntimeError("the runner broke")
-        if request.name in self.fail:
-            emit("Build failed: repo2docker exited with status 1\n")
-            return RunOutcome(
-                BuildState.FAILED,
-                image=image,
-                reason="repo2docker exited with status 1",
-                resolved_commit=commit,
-            )
-        key = (request.repository, request.name)
-        if self.built.get(key) == commit:
-            emit(f"commit {commit[:7]} is already built as {image}; reusing it\n")
-            return RunOutcome(
-                BuildState.BUILT, image=image, resolved_commit=commit, image_size=10, reused=True
-            )
-        emit("repo2docker output\n")
-        self.built[key] = commit
-        return RunOutcome(BuildState.BUILT, image=image, resolved_commit=commit, image_size=10)
 
 
 @dataclass
@@ -92,12 +46,6 @@ class Run:
     code: int
     out: str
     err: str
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[BuildStore]:
-    with BuildStore(tmp_path / "state" / "builds.sqlite") as store:
-        yield store
 
 
 @pytest.fixture
@@ -123,7 +71,7 @@ def build(
 
     def run(*argv: str, **kwargs: Any) -> Run:
         options: dict[str, Any] = {
-            "runner": runner,
+            "runner_factory": runner.configure,
             "store": store,
             "env": env,
             "resolve": fake_resolve,
@@ -547,42 +495,20 @@ print("fake repo2docker ran", flush=True)
 """
 
 
-@dataclass
-class FakeImages:
-    """The part of DockerImages the runner uses, over a dict of name -> (id, labels)."""
-
-    images: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
-
-    def labels(self, image: str) -> EnvironmentLabels | None:
-        found = self.images.get(image)
-        return parse_labels(found[1]) if found else None
-
-    def size(self, image: str) -> int | None:
-        return 4242 if image in self.images else None
-
-    def image_id(self, image: str) -> str | None:
-        found = self.images.get(image)
-        return found[0] if found else None
-
-    def tag(self, source: str, target: str) -> None:
-        self.images[target] = self.images[source]
-
-    def remove(self, image: str, *, prune: bool = False) -> bool:
-        return self.images.pop(image, None) is not None
-
-
 def real_runner(
     tmp_path: Path,
-    runner_class: type[BuildRunner],
     images: FakeImages,
     env: dict[str, str] | None = None,
+    *,
+    reuse_existing: bool = True,
 ) -> BuildRunner:
     script = tmp_path / "repo2docker"
     script.write_text(FAKE_REPO2DOCKER.format(python=sys.executable))
     script.chmod(0o755)
     (tmp_path / "work").mkdir(exist_ok=True)
-    return runner_class(
+    return BuildRunner(
         images=images,  # type: ignore[arg-type]
+        reuse_existing=reuse_existing,
         repo2docker=str(script),
         work_root=tmp_path / "work",
         base_env={
@@ -595,19 +521,17 @@ def real_runner(
 
 
 @needs_git
-@pytest.mark.parametrize(
-    ("runner_class", "reused"), [(BuildRunner, True), (cli.ForcedBuildRunner, False)]
-)
-def test_force_builds_even_when_the_commit_is_built(tmp_path, runner_class, reused) -> None:
+@pytest.mark.parametrize("reused", [True, False])
+def test_force_builds_even_when_the_commit_is_built(tmp_path, reused) -> None:
     commit = make_repo(tmp_path / "demo")
     repository = (tmp_path / "demo").as_uri()
     labels = make_labels(
         repository=repository, ref="main", commit=commit, display_name="demo", builder_version="1"
     )
-    images = FakeImages({"demo:main": ("sha256:old", labels)})
+    images = FakeImages({"demo:main": FakeImage("sha256:old", labels)})
     # What repo2docker would leave behind under the temporary tag.
-    images.images[build_tag("demo:main", "b1")] = ("sha256:new", labels)
-    runner = real_runner(tmp_path, runner_class, images)
+    images.images[build_tag("demo:main", "b1")] = FakeImage("sha256:new", labels)
+    runner = real_runner(tmp_path, images, reuse_existing=reused)
     lines: list[str] = []
     request = BuildRequest(repository, None, "demo", None, None)
 
@@ -619,8 +543,9 @@ def test_force_builds_even_when_the_commit_is_built(tmp_path, runner_class, reus
     assert ran is not reused
     if ran:
         argv = json.loads((tmp_path / "argv.json").read_text())
-        assert argv[-3:] == ["--ref", commit, repository]  # the commit, through a file:// URL
-        assert images.images["demo:main"][0] == "sha256:new"
+        # The commit, fetched from the file:// URL into a shallow checkout repo2docker builds.
+        assert argv[-3:-1] == ["--ref", commit] and argv[-1].endswith("/checkout")
+        assert images.images["demo:main"].id == "sha256:new"
 
 
 @needs_git
@@ -636,12 +561,12 @@ def test_a_repository_another_user_owns(tmp_path, trusted) -> None:
     labels = make_labels(
         repository=repository, ref="main", commit=commit, display_name="demo", builder_version="1"
     )
-    images = FakeImages({build_tag("demo:main", "b1"): ("sha256:new", labels)})
+    images = FakeImages({build_tag("demo:main", "b1"): FakeImage("sha256:new", labels)})
     target = cli.Target(
         BuildRequest(repository, None, "demo", None, None), where="--name", local=repo
     )
     with cli.child_environment([target] if trusted else [], {"HOME": "/nonexistent"}) as env:
-        runner = real_runner(tmp_path, BuildRunner, images, env)
+        runner = real_runner(tmp_path, images, env)
         outcome = asyncio.run(runner.run("b1", target.request, lambda line: None))
     if trusted:
         assert (outcome.state, outcome.resolved_commit) == (BuildState.BUILT, commit)
@@ -650,12 +575,17 @@ def test_a_repository_another_user_owns(tmp_path, trusted) -> None:
         assert "dubious ownership" in (outcome.reason or "")
 
 
-def test_force_selects_the_forcing_runner() -> None:
+def test_force_turns_off_reuse_and_lines_are_echoed() -> None:
     settings = BuilderSettings.from_env({})
-    assert isinstance(cli.make_runner(settings, force=True, base_env={}), cli.ForcedBuildRunner)
-    plain = cli.make_runner(settings, force=False, base_env={})
-    assert type(plain) is BuildRunner
-    assert plain.engine == settings.engine
+    echoed: list[str] = []
+    forced = cli.make_runner(settings, reuse_existing=False, on_line=echoed.append, base_env={})
+    assert type(forced) is BuildRunner
+    assert (forced.reuse_existing, forced.on_line, forced.engine) == (
+        False,
+        echoed.append,
+        settings.engine,
+    )
+    assert cli.make_runner(settings, reuse_existing=True, on_line=print, base_env={}).reuse_existing
 
 
 # --- records --------------------------------------------------------------------------------
@@ -664,7 +594,10 @@ def test_force_selects_the_forcing_runner() -> None:
 def test_records_go_to_the_state_dir_option(capsys, runner, env, tmp_path) -> None:
     state = tmp_path / "elsewhere"
     code = cli.main(
-        ["--repo", URL, "--state-dir", str(state)], runner=runner, env=env, resolve=fake_resolve
+        ["--repo", URL, "--state-dir", str(state)],
+        runner_factory=runner.configure,
+        env=env,
+        resolve=fake_resolve,
     )
     out = capsys.readouterr().out
     assert code == 0
@@ -676,7 +609,10 @@ def test_records_go_to_the_state_dir_option(capsys, runner, env, tmp_path) -> No
 
 def test_no_record_keeps_nothing(capsys, runner, env, tmp_path) -> None:
     code = cli.main(
-        ["--repo", URL, "--no-record", "--json"], runner=runner, env=env, resolve=fake_resolve
+        ["--repo", URL, "--no-record", "--json"],
+        runner_factory=runner.configure,
+        env=env,
+        resolve=fake_resolve,
     )
     [entry] = json.loads(capsys.readouterr().out)
     assert code == 0
@@ -714,7 +650,7 @@ def test_an_unusable_store_exits_1(capsys, runner, env, tmp_path) -> None:
     blocker.write_text("not a directory")
     code = cli.main(
         ["--repo", URL, "--state-dir", str(blocker / "state")],
-        runner=runner,
+        runner_factory=runner.configure,
         env=env,
         resolve=fake_resolve,
     )
@@ -754,6 +690,12 @@ def test_two_stores_on_one_file_wait_for_each_other(tmp_path) -> None:
 # --- the build loop -------------------------------------------------------------------------
 
 
+def environments(store: BuildStore, runner: Any, *, timeout_s: float) -> Environments:
+    queue = BuildQueue(store, runner, timeout_s=timeout_s, on_event=lambda build_id: None)
+    rules = RequestRules(max_memory_gb=16, max_cpu=8, resolve=fake_resolve)
+    return Environments(store, queue, FakeImages(), rules)
+
+
 def test_interrupting_cancels_the_running_build(store) -> None:
     started = asyncio.Event()
     stopped: list[str] = []
@@ -768,8 +710,7 @@ def test_interrupting_cancels_the_running_build(store) -> None:
                 stopped.append(build_id)
             raise AssertionError("unreachable")
 
-    echoed: list[str] = []
-    builder = cli.Builder(store, Forever(), timeout_s=60, echo=echoed.append)
+    builder = cli.Builder(environments(store, Forever(), timeout_s=60))
     target = cli.Target(BuildRequest(URL, None, "demo", None, None), where="--name")
 
     async def interrupt() -> None:
@@ -783,7 +724,7 @@ def test_interrupting_cancels_the_running_build(store) -> None:
     [record] = store.list()
     assert record.state is BuildState.CANCELLED
     assert stopped == [record.id]
-    assert echoed == ["started\n"]
+    assert store.full_log(record.id).startswith("started\n")
 
 
 STOPPED_BY_SIGNAL = """
@@ -792,8 +733,12 @@ from gallery_builder import cli
 from gallery_builder.build_store import BuildStore
 
 class Forever:
+    def __init__(self, on_line):
+        self.on_line = on_line
+
     async def run(self, build_id, request, emit):
         emit("started\\n")
+        self.on_line("started\\n")
         await asyncio.Event().wait()
 
 def resolve(host, port=None):
@@ -804,13 +749,20 @@ def resolve(host, port=None):
 with BuildStore(sys.argv[1]) as store:
     sys.exit(cli.main(
         ["--repo", "https://example.org/demo.git"],
-        runner=Forever(), store=store, env={"HOME": sys.argv[2]}, resolve=resolve,
+        runner_factory=lambda settings, *, on_line, **options: Forever(on_line),
+        store=store, env={"HOME": sys.argv[2]}, resolve=resolve,
     ))
 """
 
 
+def ignore_sigint() -> None:
+    # What a non-interactive shell does to a command it starts in the background (`cmd &`).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_cancels_the_build_and_exits_130(tmp_path, sig) -> None:
+@pytest.mark.parametrize("sigint_ignored", [False, True])
+def test_a_signal_cancels_the_build_and_exits_130(tmp_path, sig, sigint_ignored) -> None:
     path = tmp_path / "builds.sqlite"
     src = Path(cli.__file__).resolve().parents[1]
     process = subprocess.Popen(
@@ -819,11 +771,13 @@ def test_a_signal_cancels_the_build_and_exits_130(tmp_path, sig) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ignore_sigint if sigint_ignored else None,
     )
     try:
         assert process.stdout is not None
+        deadline = time.monotonic() + 30
         while "started" not in (line := process.stdout.readline()):
-            assert line, process.stderr.read() if process.stderr else ""
+            assert line and time.monotonic() < deadline, process.stderr and process.stderr.read()
         process.send_signal(sig)
         _, err = process.communicate(timeout=30)
     finally:
@@ -841,7 +795,7 @@ def test_a_timeout_is_recorded_as_failed(store) -> None:
             await asyncio.sleep(30)
             raise AssertionError("unreachable")
 
-    builder = cli.Builder(store, Slow(), timeout_s=0.05, echo=lambda line: None)
+    builder = cli.Builder(environments(store, Slow(), timeout_s=0.05))
     target = cli.Target(BuildRequest(URL, None, "demo", None, None), where="--name")
     [result] = asyncio.run(builder.build_all([target], lambda result: None))
     assert (result.state, result.reason) == ("failed", "timed out after 0.05 s")

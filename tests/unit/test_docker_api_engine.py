@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
+import re
+import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,9 +26,9 @@ from gallery_builder import docker_api_engine
 from gallery_builder.docker_api_engine import (
     ENTRY_POINT_NAME,
     DockerAPIEngine,
-    describe_docker_error,
     image_from_inspect,
 )
+from gallery_builder.docker_errors import describe_docker_error
 
 PROGRESS = [
     {"stream": "Step 1/2 : FROM neurolang-gallery/python-standin:bookworm\n"},
@@ -63,6 +65,7 @@ class FakeAPIClient:
         self.images = images or {}
         self.inspect_raises = inspect_raises
         self.build_calls: list[dict[str, Any]] = []
+        self.tag_calls: list[tuple[str, str, str]] = []
         self.closed = False
 
     def build(self, **kwargs: Any) -> Iterator[Any]:
@@ -83,8 +86,31 @@ class FakeAPIClient:
             raise ImageNotFound(f"No such image: {image}")
         return self.images[image]
 
+    def tag(self, image: str, repository: str, tag: str) -> bool:
+        self.tag_calls.append((image, repository, tag))
+        return True
+
     def close(self) -> None:
         self.closed = True
+
+
+_LABEL_PAIR = re.compile(r'"((?:[^"\\\\]|\\\\.)*)"="((?:[^"\\\\]|\\\\.)*)"')
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\\\(.)", r"\1", text)
+
+
+def label_build(call: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """(FROM image, labels) of the one-step label build the engine asked for."""
+    with tarfile.open(fileobj=call["fileobj"]) as tar:
+        member = tar.extractfile("Dockerfile")
+        assert member is not None
+        dockerfile = member.read().decode()
+    first, _, label = dockerfile.partition("\n")
+    assert label.startswith("LABEL ") and label.count("LABEL") == 1
+    labels = {_unescape(k): _unescape(v) for k, v in _LABEL_PAIR.findall(label)}
+    return first.removeprefix("FROM "), labels
 
 
 def engine_with(client: FakeAPIClient, **traits: Any) -> DockerAPIEngine:
@@ -128,21 +154,34 @@ def test_build_streams_progress_and_passes_arguments_through() -> None:
         )
     )
 
-    assert chunks == PROGRESS
-    [call] = client.build_calls
-    assert call == {
+    assert chunks[: len(PROGRESS)] == PROGRESS
+    assert {"stream": "Adding 2 labels in one step\n"} in chunks
+    build, labelling = client.build_calls
+    # The repository's own build: untagged, without labels, like a plain `docker build`.
+    assert build == {
         "path": "/srv/checkout",
-        "tag": "gallery-env:abc",
         "dockerfile": "binder/Dockerfile",
         "buildargs": {"NB_USER": "jovyan", "NB_UID": "1000"},
         "cache_from": ["cache:latest"],
         "container_limits": {"memory": 2**30, "memswap": 2**30},
-        "labels": {"repo2docker.ref": "main", "org.neurolang-gallery.environment": "true"},
         "platform": "linux/amd64",
         "rm": True,
         "forcerm": True,
         "decode": True,
     }
+    # Then one LABEL step on top of the image it built, under the requested tag.
+    assert {k: v for k, v in labelling.items() if k != "fileobj"} == {
+        "custom_context": True,
+        "tag": "gallery-env:abc",
+        "container_limits": {"memory": 2**30, "memswap": 2**30},
+        "rm": True,
+        "forcerm": True,
+        "decode": True,
+    }
+    assert label_build(labelling) == (
+        "sha256:feedface",
+        {"repo2docker.ref": "main", "org.neurolang-gallery.environment": "true"},
+    )
 
 
 def test_build_from_a_context_tarball() -> None:
@@ -151,12 +190,15 @@ def test_build_from_a_context_tarball() -> None:
 
     list(engine_with(client).build(fileobj=context, custom_context=True, tag="t:1"))
 
-    [call] = client.build_calls
+    call = client.build_calls[0]
     assert call["fileobj"] is context
     assert call["custom_context"] is True
     assert "path" not in call
     # Empty strings would be sent as empty parameters; docker-py wants None for "unset".
     assert (call["dockerfile"], call["platform"]) == (None, None)
+    # No labels at all: the image is only tagged, no label step.
+    assert len(client.build_calls) == 1
+    assert client.tag_calls == [("sha256:feedface", "t", "1")]
 
 
 def test_engine_labels_win_and_values_become_strings() -> None:
@@ -167,7 +209,7 @@ def test_engine_labels_win_and_values_become_strings() -> None:
 
     list(engine.build(path="/ctx", tag="t:1", labels={"shared": "repo", "number": 3}))
 
-    assert client.build_calls[0]["labels"] == {
+    assert label_build(client.build_calls[1])[1] == {
         "shared": "engine",
         "number": "3",
         "org.neurolang-gallery.environment": "true",
@@ -183,7 +225,7 @@ def test_credentials_in_url_label_values_are_stripped() -> None:
 
     list(engine_with(client).build(path="/ctx", tag="t:1", labels=labels))
 
-    assert client.build_calls[0]["labels"] == {
+    assert label_build(client.build_calls[1])[1] == {
         "repo2docker.repo": "https://git.example.org/org/repo.git",
         "homepage": "https://example.org/docs?page=1",
     }
@@ -275,9 +317,42 @@ def test_unreachable_daemon_surfaces_as_build_error(monkeypatch: pytest.MonkeyPa
 
 
 def test_non_dict_chunks_are_wrapped() -> None:
-    client = FakeAPIClient(["plain text"])
+    client = FakeAPIClient(["plain text", *PROGRESS])
 
-    assert list(engine_with(client).build(path="/ctx", tag="t:1")) == [{"stream": "plain text"}]
+    assert next(engine_with(client).build(path="/ctx", tag="t:1")) == {"stream": "plain text"}
+
+
+def test_a_build_that_names_no_image_fails() -> None:
+    client = FakeAPIClient(PROGRESS[:3])
+
+    with pytest.raises(BuildError, match="did not say which image"):
+        list(engine_with(client).build(path="/ctx", tag="t:1"))
+
+
+def test_the_log_says_which_steps_came_from_the_cache() -> None:
+    chunks = [
+        {"stream": "Step 1/3 : FROM base\n"},
+        {"stream": " ---> 1234\n"},
+        {"stream": "Step 2/3 : RUN pip install -r requirements.txt\n"},
+        {"stream": " ---> Using cache\n"},
+        {"stream": "Step 3/3 : COPY . /home/jovyan\n"},
+        {"aux": {"ID": "sha256:feedface"}},
+    ]
+    client = FakeAPIClient(chunks)
+    lines = [
+        c["stream"] for c in engine_with(client).build(path="/ctx", tag="t:1") if "stream" in c
+    ]
+    summary = lines[lines.index(next(line for line in lines if line.startswith("Build steps"))) :]
+    assert summary[0].startswith("Build steps: 1 of 2 from the layer cache, ")
+    assert summary[1].startswith("   1. cached ") and "RUN pip install" in summary[1]
+    assert summary[2].startswith("   2. ran ") and "COPY . /home/jovyan" in summary[2]
+
+
+def test_label_values_cannot_escape_the_label_instruction() -> None:
+    labels = {"a": 'quote " dollar $HOME backslash \\ end', "b": "line"}
+    dockerfile = docker_api_engine.label_dockerfile("sha256:1", labels)
+    assert dockerfile.count("\nLABEL ") == 1 and dockerfile.startswith("FROM sha256:1\n")
+    assert '"a"="quote \\" dollar \\$HOME backslash \\\\ end"' in dockerfile
 
 
 @pytest.mark.parametrize(
@@ -400,12 +475,13 @@ def test_repo2docker_builds_a_dockerfile_repository_with_the_engine(
 
     r2d.build()
 
-    [call] = client.build_calls
+    call, labelling = client.build_calls
     assert call["path"] == str(tmp_path)
-    assert call["tag"] == "gallery-plugin-unit:test"
+    assert labelling["tag"] == "gallery-plugin-unit:test"
     assert call["buildargs"] == {"NB_USER": "jovyan", "NB_UID": "1000"}
-    assert call["labels"]["org.neurolang-gallery.ref"] == "main"
-    assert call["labels"]["repo2docker.repo"] == "local"
+    labels = label_build(labelling)[1]
+    assert labels["org.neurolang-gallery.ref"] == "main"
+    assert labels["repo2docker.repo"] == "local"
 
     client.chunks = [{"error": "RUN failed", "errorDetail": {"message": "RUN failed"}}]
     with pytest.raises(BuildError, match="RUN failed"):

@@ -15,7 +15,7 @@ from gallery_builder.docker_images import (
     is_build_tag,
     split_image_name,
 )
-from gallery_common.image_labels import MARKER_FILTER, make_labels
+from gallery_common.image_labels import make_labels
 
 COMMIT = "c" * 40
 LABELS = make_labels(
@@ -191,25 +191,6 @@ def test_running_containers_using_matches_the_image_id(
 def test_running_containers_of_a_missing_image(images: DockerImages, client: FakeClient) -> None:
     assert images.running_containers_using("missing:latest") == []
     assert not any(call[0] == "containers" for call in client.api.calls)
-
-
-def test_list_environments(images: DockerImages, client: FakeClient) -> None:
-    other = dict(LABELS, **{"org.neurolang-gallery.display-name": "other"})
-    client.api.summaries = [
-        {"Id": "sha256:1", "RepoTags": ["demo:main", "demo:v1"], "Labels": LABELS, "Size": 10},
-        {"Id": "sha256:2", "RepoTags": ["<none>:<none>"], "Labels": LABELS, "Size": 20},
-        {"Id": "sha256:3", "RepoTags": [f"demo:{BUILD_TAG_PREFIX}abc"], "Labels": LABELS},
-        {"Id": "sha256:4", "RepoTags": ["alpha:latest"], "Labels": other, "Size": 30},
-        {"Id": "sha256:5", "RepoTags": ["fake:1"], "Labels": {"unrelated": "x"}, "Size": 40},
-        {"Id": "sha256:6", "RepoTags": None, "Labels": LABELS, "Size": 50},
-    ]
-    found = images.list_environments()
-    assert [(tag, labels.display_name, size) for tag, labels, size in found] == [
-        ("alpha:latest", "other", 30),
-        ("demo:main", "demo", 10),
-        ("demo:v1", "demo", 10),
-    ]
-    assert ("images", (), {"filters": {"label": MARKER_FILTER}}) in client.api.calls
 
 
 def test_remove_build_leftovers(images: DockerImages, client: FakeClient) -> None:

@@ -1,0 +1,84 @@
+"""The repo2docker command line and config file of one build: pure functions, no I/O but the
+one private file write.
+
+Labels go into the config file rather than onto the command line, so they never show in
+`ps`; the content providers are limited to git and local paths, because the data-repository
+providers go online for every URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from gallery_builder.docker_api_engine import ENTRY_POINT_NAME
+from gallery_builder.git_access import write_private
+
+DEFAULT_ENGINE = ENTRY_POINT_NAME
+# repo2docker refuses to build as root unless told which user the image should run as.
+REPO2DOCKER_USER_ID = "1000"
+REPO2DOCKER_USER_NAME = "jovyan"
+
+
+def repo2docker_command(
+    *,
+    repository: str,
+    commit: str,
+    image: str,
+    config_path: str,
+    engine: str = DEFAULT_ENGINE,
+    executable: str = "repo2docker",
+) -> list[str]:
+    """The repo2docker argv that builds `repository` at `commit` into `image` (without running).
+
+    `executable` replaces the program name (e.g. the repo2docker next to this interpreter).
+    """
+    return [
+        executable,
+        "--config",
+        config_path,
+        "--engine",
+        engine,
+        "--no-run",
+        "--user-id",
+        REPO2DOCKER_USER_ID,
+        "--user-name",
+        REPO2DOCKER_USER_NAME,
+        "--image-name",
+        image,
+        "--ref",
+        commit,
+        repository,
+    ]
+
+
+def repo2docker_config_text(labels: Mapping[str, str], cache_from: Sequence[str] = ()) -> str:
+    """The text of a traitlets config file giving repo2docker the labels, the images to use
+    as Docker's layer cache, and the content providers.
+
+    Values are written with repr(), so no label can inject code into the file.
+    """
+    for key, value in labels.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError("labels must map strings to strings")
+    literal = repr(dict(sorted(labels.items())))
+    if not all(isinstance(image, str) for image in cache_from):
+        raise TypeError("cache_from must be image names or ids")
+    return (
+        "# Written by the gallery builder for one build, and removed after it.\n"
+        "from repo2docker.contentproviders import Git, Local\n\n"
+        "c = get_config()  # noqa: F821\n"
+        f"c.DockerAPIEngine.extra_labels = {literal}\n"
+        f"c.Repo2Docker.cache_from = {list(cache_from)!r}\n"
+        "# Only git (and local paths): the data-repository providers go online for every URL.\n"
+        "c.Repo2Docker.content_providers = [Local, Git]\n"
+    )
+
+
+def write_repo2docker_config(
+    path: Path | str, labels: Mapping[str, str], *, cache_from: Sequence[str] = ()
+) -> Path:
+    """Write the repo2docker config file (see `repo2docker_config_text`), readable by us only."""
+    path = Path(path)
+    write_private(path, repo2docker_config_text(labels, cache_from), mode=0o600)
+    return path

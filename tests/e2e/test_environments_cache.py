@@ -1,0 +1,94 @@
+"""Build speed, as a user sees it in the build log: labels in one step, and a notebook-only
+commit rebuilt from Docker's layer cache (the dependency steps are not run again)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+
+from gallery_common.image_labels import LABEL_KEYS, parse_labels
+
+from .environments_client import EnvironmentsClient
+from .harness import edit_file
+
+STEP = re.compile(r"^Step \d+/\d+ : (\w+)", re.MULTILINE)
+NOTEBOOK = "notebooks/app.ipynb"
+
+
+@pytest.fixture(scope="module")
+def client(stack, admin_token, gitserver) -> EnvironmentsClient:
+    return EnvironmentsClient(stack.base_url, admin_token)
+
+
+def inspect(image: str) -> dict:
+    done = subprocess.run(
+        ["docker", "image", "inspect", image], capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout)[0]
+
+
+def file_in(image: str, path: str) -> str:
+    done = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "cat", image, path],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def build(client: EnvironmentsClient, response) -> tuple[dict, str]:
+    assert response.status_code == 202, response.text
+    build_id = response.json()["id"]
+    log = client.log_text(build_id)
+    final = client.get(build_id)
+    assert final["state"] == "built", (final, log[-3000:])
+    return final, log
+
+
+def test_labels_in_one_step_and_a_notebook_only_commit_from_the_cache(client, stack, gitserver):
+    repository = f"{gitserver}/public/layered.git"
+    first, log = build(client, client.create(repository=repository, name="layered", memory=1))
+    try:
+        # The builder's labels: one LABEL step (the fixture's Dockerfile has none of its own).
+        assert STEP.findall(log).count("LABEL") == 1, log
+        labels = inspect("layered:main")["Config"]["Labels"]
+        assert set(LABEL_KEYS) - {"org.neurolang-gallery.cpu-limit"} <= set(labels)
+        parsed = parse_labels(labels)
+        assert parsed is not None
+        assert (parsed.repository, parsed.ref, parsed.commit) == (
+            repository,
+            "main",
+            first["resolved_commit"],
+        )
+        assert (parsed.display_name, parsed.memory_limit_gb) == ("layered", 1.0)
+        assert parsed.build_time is not None and parsed.builder_version
+        assert re.search(r"^\[ *\d+\.\d\d s\] Running repo2docker", log, re.MULTILINE)
+
+        # A commit that changes only a notebook: the dependency step comes from the cache.
+        notebook = file_in("layered:main", "/home/jovyan/app.ipynb").replace(
+            "Demo app", "Demo app, second edition"
+        )
+        commit = edit_file(stack, "layered", NOTEBOOK, notebook.encode())
+        response = client.request("POST", f"/{first['id']}/rebuild")
+        second, log = build(client, response)
+        assert second["resolved_commit"] == commit != first["resolved_commit"]
+        assert second["reused"] is False
+        assert "Using the current image of layered:main as the layer cache" in log
+        summary = log[log.index("Build steps: ") :].splitlines()
+        deps = next(line for line in summary if 'echo "installing dependencies"' in line)
+        assert " cached " in deps, summary
+        rendered = next(line for line in summary if 'echo "rendering notebooks"' in line)
+        assert " ran " in rendered, summary
+        lines = [line.strip() for line in log.splitlines()]
+        assert "installing dependencies" not in lines, "the dependency step ran again"
+        assert "rendering notebooks" in lines
+        assert "Demo app, second edition" in file_in("layered:main", "/home/jovyan/app.ipynb")
+        assert STEP.findall(log).count("LABEL") == 1
+    finally:
+        current = {env["image"]: env for env in client.list()}
+        if "layered:main" in current:
+            client.request("DELETE", f"/{current['layered:main']['id']}")
