@@ -6,6 +6,16 @@ import os
 import sys
 from pathlib import Path
 
+from gallery_common.hub_contract import (
+    ADMIN_SCOPE,
+    BUILDER_API_URL,
+    BUILDER_URL,
+    MANAGE_SCOPE,
+    READ_SCOPE,
+    SERVICE_NAME,
+    SERVICE_PREFIX,
+    SERVICE_TOKEN_FILE,
+)
 from gallery_common.secret_files import read_or_create_secret
 from gallery_hub.admin_password import load_admin_password
 from gallery_hub.hub_settings import HubSettings
@@ -36,6 +46,11 @@ c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
 c.ConfigurableHTTPProxy.pid_file = str(state / "jupyterhub-proxy.pid")
 c.ConfigurableHTTPProxy.auth_token = read_or_create_secret(state / "proxy-auth-token")[0]
 c.JupyterHub.template_paths = ["/srv/jupyterhub/templates"]
+# The navigation bar's Environments link (hub/templates/page.html).
+c.JupyterHub.template_vars = {
+    "environments_url": SERVICE_PREFIX,
+    "environments_scope": MANAGE_SCOPE,
+}
 # After login, land on the home page rather than starting a server right away.
 c.JupyterHub.default_url = "/hub/home"
 # Behind Traefik's TLS (Let's Encrypt or the site's own certificate) every cookie is
@@ -112,16 +127,14 @@ c.GallerySpawner.volumes = {
 # - the public gallery (/hub/gallery, / redirects there): pages added by the
 #   authenticator, temporary visitors with a narrow role, the idle culler limited to
 #   their group, and a token that may only list builds (for "building" cards).
-MANAGE_SCOPE = "custom:environments:manage"
-READ_SCOPE = "custom:environments:read"
-service_token, _ = read_or_create_secret(Path("/srv/service-tokens/environments-service-token"))
+service_token, _ = read_or_create_secret(Path(SERVICE_TOKEN_FILE))
 gallery_token, _ = read_or_create_secret(Path("/srv/jupyterhub/state/gallery-service-token"))
 warm_pool_token, _ = read_or_create_secret(state / "warm-pool-service-token")
 
 c.GalleryHandlersMixin.gallery_file = str(settings.gallery_file)
 c.GalleryHandlersMixin.thumbnails_dir = str(settings.thumbnails_dir)
 c.GalleryHandlersMixin.gallery_token = gallery_token
-c.GalleryHandlersMixin.builder_api_url = "http://builder:8090/services/environments/api"
+c.GalleryHandlersMixin.builder_api_url = BUILDER_API_URL
 # The gallery's caps, enforced by the spawner at every start (config.d/ may change them).
 c.GalleryLimits.max_servers = settings.max_servers
 c.GalleryLimits.max_servers_per_visitor = settings.max_servers_per_visitor
@@ -143,12 +156,12 @@ c.JupyterHub.custom_scopes = {
 }
 c.JupyterHub.services = [
     {
-        "name": "environments",
+        "name": SERVICE_NAME,
         "display": False,  # the hub's navigation bar links to it (hub/templates/page.html)
-        "url": "http://builder:8090",
+        "url": BUILDER_URL,
         "api_token": service_token,
         "oauth_no_confirm": True,
-        "oauth_client_allowed_scopes": [MANAGE_SCOPE, "admin-ui"],
+        "oauth_client_allowed_scopes": [MANAGE_SCOPE, ADMIN_SCOPE],
     },
     {"name": "gallery", "api_token": gallery_token},
     # The warm pool, inside the hub, starts its servers through the hub's API.
@@ -176,7 +189,7 @@ c.JupyterHub.load_roles = [
     {
         "name": "environment-manager",
         "description": "Manage environments on the environments page and API.",
-        "scopes": [MANAGE_SCOPE, "access:services!service=environments"],
+        "scopes": [MANAGE_SCOPE, f"access:services!service={SERVICE_NAME}"],
         "groups": ["environment-managers"],
     },
     # Granted through the visitors' group, so it survives hub restarts.
@@ -185,7 +198,12 @@ c.JupyterHub.load_roles = [
     {
         "name": "gallery-warm-pool",
         "description": "Start, stop and remove the warm pool's visitors.",
-        "scopes": [f"admin:users!group={WARM_GROUP}", f"servers!group={WARM_GROUP}"],
+        # ... and render their example once (through a short-lived token of theirs).
+        "scopes": [
+            f"admin:users!group={WARM_GROUP}",
+            f"servers!group={WARM_GROUP}",
+            f"tokens!group={WARM_GROUP}",
+        ],
         "services": ["gallery-warm-pool"],
     },
     {

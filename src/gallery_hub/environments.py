@@ -11,9 +11,10 @@ from html import escape
 
 import docker
 
+from gallery_common.hub_contract import SERVICE_PREFIX
 from gallery_common.image_labels import MARKER_FILTER, EnvironmentLabels, parse_labels
 
-ENVIRONMENTS_PAGE = "/services/environments/"
+ENVIRONMENTS_PAGE = SERVICE_PREFIX
 
 
 @dataclass(frozen=True)

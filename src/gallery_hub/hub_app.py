@@ -2,6 +2,7 @@
 
 - Forwarded client headers count only when they come from the hub's own proxy
   (see forwarded_headers.py).
+- The gallery's own log messages (logger `gallery_hub`) go to the hub's log.
 - User servers outlive a hub restart (`cleanup_servers = False`), but not the stack: when
   the hub stops after the rest of the stack (traefik and builder) has stopped, as in
   `docker compose down` or `stop`, it stops the user servers too, so the stack's network
@@ -14,6 +15,7 @@ Run as `python -m gallery_hub.hub_app -f jupyterhub_config.py` (the hub image's 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import docker
 from jupyterhub.app import JupyterHub
@@ -50,6 +52,14 @@ class GalleryHub(JupyterHub):
         config=True,
         help="Services that stop before the hub only when the whole stack stops.",
     )
+
+    def init_logging(self):
+        super().init_logging()
+        # The gallery's own messages, in the hub's log with the hub's format and level.
+        gallery = logging.getLogger("gallery_hub")
+        gallery.handlers = list(self.log.handlers)
+        gallery.setLevel(self.log.level)
+        gallery.propagate = False
 
     async def initialize(self, *args, **kwargs):
         trust_forwarded_headers_only_from_loopback()

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from jupyterhub import orm
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from gallery_common.gallery_file import Example
 from gallery_hub.gallery_source import GallerySource
@@ -311,23 +311,41 @@ class WarmPool:
         if spawner is None or not spawner.ready or spawner.server is None:
             return
         base = spawner.server.url  # http://<container>:8888/user/<name>/<example>/
-        headers = {"Authorization": f"token {spawner.api_token}"}
+        # A short-lived token of the warm visitor, good for this one server only.
+        minted = await self._api(
+            "POST",
+            f"/users/{server.user}/tokens",
+            {
+                "scopes": [f"access:servers!server={server.user}/{server.example}"],
+                "expires_in": 600,
+                "note": "warm pool: render once",
+            },
+        )
+        if minted.code != 201:
+            log.warning("warm pool: no token to render %s: %s", server.user, minted.code)
+            return
+        token = json.loads(minted.body)
+        headers = {"Authorization": f"token {token['token']}"}
         client = AsyncHTTPClient()
         page = f"{base}voila/render/{quote(example.path)}"
-        rendered = await client.fetch(page, headers=headers, request_timeout=300, raise_error=False)
-        if rendered.code != 200:
-            log.warning("warm pool: %s did not render (%s)", server.user, rendered.code)
-            await self._retire(server.user)
-            return
-        kernels = await client.fetch(f"{base}api/kernels", headers=headers, raise_error=False)
-        if kernels.code == 200:
+        try:
+            rendered = await client.fetch(
+                page, headers=headers, request_timeout=300, follow_redirects=False
+            )
+            kernels = await client.fetch(f"{base}api/kernels", headers=headers)
             for kernel in json.loads(kernels.body):
                 await client.fetch(
-                    f"{base}api/kernels/{kernel['id']}",
-                    method="DELETE",
-                    headers=headers,
-                    raise_error=False,
+                    f"{base}api/kernels/{kernel['id']}", method="DELETE", headers=headers
                 )
+        except (OSError, HTTPClientError) as e:
+            log.warning("warm pool: %s's %s did not render: %s", server.user, server.example, e)
+            await self._retire(server.user)
+            return
+        finally:
+            await self._api("DELETE", f"/users/{server.user}/tokens/{token['id']}")
+        if rendered.code != 200:
+            await self._retire(server.user)
+            return
         if user.name in [u.name for u in self.warm_users()]:
             self._ready.setdefault(server.example, []).append(server.user)
             log.info("warm pool: %s's %s is ready", server.user, server.example)
@@ -336,8 +354,17 @@ class WarmPool:
         for names in self._ready.values():
             if name in names:
                 names.remove(name)
-        if self._user(name) is None or name not in [u.name for u in self.warm_users()]:
+        user = self._user(name)
+        if user is None or name not in [u.name for u in self.warm_users()]:
             return  # claimed meanwhile: it is a visitor's now
+        # JupyterHub deletes a user only once its named servers are stopped.
+        for server, spawner in list(user.spawners.items()):
+            if spawner.active:
+                await self._api("DELETE", f"/users/{name}/servers/{server}", {"remove": True})
+        for _ in range(300):
+            if not any(s.active for s in user.spawners.values()):
+                break
+            await asyncio.sleep(0.2)
         answer = await self._api("DELETE", f"/users/{name}")
         if answer.code not in (204, 404):
             log.warning("warm pool: could not remove %s: %s", name, answer.code)
