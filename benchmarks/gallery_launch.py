@@ -1,106 +1,202 @@
-"""Benchmark: gallery click-to-rendered latency against `docker run` of the same image.
+"""Benchmark: a gallery click until the rendered app, cold and from the warm pool.
 
-Brings up the real stack (as the end-to-end tests do), builds the demo environment and
-serves a gallery whose example opens its notebook with Voila. In one run:
-- floor: `docker run` of the image with Voila alone, timed until Voila answers with the
-  notebook's output (the least any launch could take on this host);
-- sequential: 20 launches, each as a new visitor, from the POST of the Launch form until
-  the rendered Voila page shows the output; p50 and p95, and their ratio to the floor;
-- simultaneous: 10 launches at once, time until the last one is rendered.
+Brings up the real stack (as the end-to-end tests do), builds the demo environment and, in
+one run, measures:
+- floor: `docker run` of the image with the same server and limits the stack gives a
+  visitor (Jupyter Server with Voila, same CPU, memory, pids, capabilities, user and
+  /tmp), until Voila answers with the notebook's output: the least any launch could take;
+- cold: 20 sequential launches, each a new visitor, from the POST of the Launch form until
+  the rendered page holds the output (p50, p95; ratio and difference to the floor);
+- warm: 20 sequential launches of an example with a warm server, the pool refilled
+  between them (p50, p95);
+- 20 simultaneous cold launches: time until the last is rendered, failures;
+- 20 simultaneous launches against a pool of 5: time until the first 5 are rendered;
+- memory: an idle warm server, and the hub's RSS with 40 servers running.
 
-Usage: .venv/bin/python -m benchmarks.gallery_launch [--launches 20] [--simultaneous 10]
+Usage: .venv/bin/python -m benchmarks.gallery_launch [--launches 20] [--crowd 20]
+It removes everything it started, also when it fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import socket
 import statistics
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import requests
+import yaml
 
 from tests.e2e import harness as e2e
 from tests.e2e.environments_client import EnvironmentsClient
 
 OUTPUT = "The answer is 42"
 XSRF_FIELD = re.compile(r'name="_xsrf" value="([^"]+)"')
-VISITOR = re.compile(r"/spawn-pending/(gallery-[0-9a-f]{16})/")
+VISITOR = re.compile(r"(gallery-[0-9a-f]{16})")
+# What the stack's spawner gives every user container (hub/jupyterhub_config.py).
+VOILA_ARGS = [
+    "--VoilaConfiguration.enable_nbextensions=True",
+    '--VoilaConfiguration.extension_language_mapping={".py": "python"}',
+]
 
 
 def wait_for(url: str, session: requests.Session, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            page = session.get(url, timeout=30)
+            page = session.get(url, timeout=60)
             if page.status_code == 200 and OUTPUT in page.text:
                 return
         except requests.RequestException:
             pass
-        time.sleep(0.1)
+        time.sleep(0.05)
     raise AssertionError(f"{url} never showed the output")
 
 
 def floor(image: str) -> float:
+    """The same server and limits as a visitor's container, without the hub."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     start = time.perf_counter()
     container = subprocess.run(
         [
-            "docker",
-            "run",
-            "-d",
-            "--rm",
-            "-p",
-            f"127.0.0.1:{port}:8866",
+            "docker", "run", "-d", "--rm", "-p", f"127.0.0.1:{port}:8888",
+            "--memory", "2g", "--cpus", "1", "--pids-limit", "512", "--cap-drop", "ALL",
+            "--security-opt", "no-new-privileges", "--user", "1000",
+            "--tmpfs", "/tmp:rw,exec,nosuid,nodev,size=256m,mode=1777",  # noqa: S108
             image,
-            "voila",
-            "app.ipynb",
-            "--port=8866",
-            "--Voila.ip=0.0.0.0",
-            "--no-browser",
+            "jupyter", "server", "--ip=0.0.0.0", "--port=8888", "--ServerApp.token=",
+            "--ServerApp.password=", *VOILA_ARGS,
         ],
         check=True,
         capture_output=True,
         text=True,
-    ).stdout.strip()
+    ).stdout.strip()  # fmt: skip
     try:
-        wait_for(f"http://127.0.0.1:{port}/", requests.Session())
+        wait_for(f"http://127.0.0.1:{port}/voila/render/app.ipynb", requests.Session())
         return time.perf_counter() - start
     finally:
         subprocess.run(["docker", "rm", "-f", container], capture_output=True)
 
 
-def launch(stack) -> float:
-    """One new visitor: load the gallery, click Launch, wait for the rendered app."""
+def click(stack, example: str) -> tuple[float, requests.Session, str]:
+    """One new visitor clicks Launch: (seconds until rendered, its session, its name)."""
     session = requests.Session()
     xsrf = XSRF_FIELD.search(session.get(stack.url("/hub/gallery"), timeout=30).text).group(1)
     start = time.perf_counter()
     answer = session.post(
-        stack.url("/hub/gallery/launch/demo"),
+        stack.url(f"/hub/gallery/launch/{example}"),
         data={"_xsrf": xsrf},
         allow_redirects=False,
         timeout=300,
     )
     assert answer.status_code == 303, (answer.status_code, answer.text[:300])
     visitor = VISITOR.search(answer.headers["Location"]).group(1)
-    wait_for(stack.url(f"/user/{visitor}/demo/voila/render/app.ipynb"), session)
-    return time.perf_counter() - start
+    wait_for(stack.url(f"/user/{visitor}/{example}/voila/render/app.ipynb"), session)
+    return time.perf_counter() - start, session, visitor
+
+
+def api(stack, token, method, path, **kwargs):
+    return requests.request(
+        method,
+        f"{stack.base_url}/hub/api{path}",
+        headers={"Authorization": f"token {token}"},
+        timeout=120,
+        **kwargs,
+    )
 
 
 def stop_visitors(stack, token: str) -> None:
-    api = f"{stack.base_url}/hub/api"
-    headers = {"Authorization": f"token {token}"}
-    users = requests.get(f"{api}/groups/gallery-visitors", headers=headers, timeout=30).json()
-    for name in users["users"]:
-        requests.delete(
-            f"{api}/users/{name}/servers/demo", headers=headers, json={"remove": True}, timeout=60
-        )
-        requests.delete(f"{api}/users/{name}", headers=headers, timeout=60)
+    names = api(stack, token, "GET", "/groups/gallery-visitors").json()["users"]
+    for name in names:
+        for server in api(stack, token, "GET", f"/users/{name}").json().get("servers", {}):
+            api(stack, token, "DELETE", f"/users/{name}/servers/{server}", json={"remove": True})
+    deadline = time.monotonic() + 120
+    while names and time.monotonic() < deadline:
+        for name in names:
+            api(stack, token, "DELETE", f"/users/{name}")
+        names = api(stack, token, "GET", "/groups/gallery-visitors").json()["users"]
+        time.sleep(1)
+
+
+def warm_ready(stack, token) -> int:
+    group = api(stack, token, "GET", "/groups/gallery-warm").json()["users"]
+    ready = 0
+    for name in group:
+        servers = api(stack, token, "GET", f"/users/{name}").json().get("servers", {})
+        ready += bool(servers.get("warmdemo", {}).get("ready"))
+    page = requests.get(
+        stack.url("/hub/gallery"), headers={"Authorization": f"token {token}"}, timeout=30
+    ).text
+    shown = re.search(r"(\d+)/\d+ warm", page)
+    return min(ready, int(shown.group(1))) if shown else 0
+
+
+def wait_warm(stack, token, count: int, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while warm_ready(stack, token) < count:
+        assert time.monotonic() < deadline, f"the pool never had {count} warm servers"
+        time.sleep(0.5)
+
+
+def set_warm(gallery_file: Path, count: int) -> None:
+    data = yaml.safe_load(gallery_file.read_text())
+    data["examples"]["warmdemo"]["warm"] = count
+    with gallery_file.open("r+") as f:  # in place: the bind mount follows the same file
+        f.seek(0)
+        f.write(yaml.safe_dump(data, sort_keys=False))
+        f.truncate()
+
+
+def crowd(stack, example: str, count: int) -> list[tuple[float | None, float]]:
+    """`count` visitors click at once: (seconds until rendered or None, finish time)."""
+    start = time.perf_counter()
+
+    def one(_):
+        try:
+            seconds = click(stack, example)[0]
+        except (AssertionError, requests.RequestException):
+            seconds = None
+        return seconds, time.perf_counter() - start
+
+    with ThreadPoolExecutor(max_workers=count) as threads:
+        return list(threads.map(one, range(count)))
+
+
+def memory_mb(containers: list[str]) -> list[float]:
+    out = subprocess.run(
+        ["docker", "stats", "--no-stream", "--format", "{{json .}}", *containers],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    sizes = []
+    for line in out.splitlines():
+        used = json.loads(line)["MemUsage"].split("/")[0].strip()
+        number, unit = re.match(r"([\d.]+)\s*([KMG]i?B)", used).groups()
+        sizes.append(float(number) * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit])
+    return sizes
+
+
+def hub_rss_mb(stack) -> tuple[float, float]:
+    """RSS of JupyterHub (the container's first process) and of the rest (proxy, culler)."""
+    out = stack.compose(
+        "exec", "-T", "hub", "sh", "-c",
+        "for p in /proc/[0-9]*; do echo \"$(basename $p) $(grep -s VmRSS $p/status)\"; done",
+    ).stdout  # fmt: skip
+    sizes = {}
+    for line in out.splitlines():
+        match = re.match(r"(\d+) VmRSS:\s+(\d+) kB", line)
+        if match:
+            sizes[int(match.group(1))] = int(match.group(2)) / 1024
+    hub = sizes.pop(1, 0.0)
+    return hub, sum(sizes.values())
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -108,45 +204,102 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def report(name: str, values: list[float], base: float) -> str:
+    p50, p95 = percentile(values, 0.5), percentile(values, 0.95)
+    return (
+        f"{name}: p50 {p50:.2f} s (floor {p50 - base:+.2f} s, {p50 / base:.2f}x), "
+        f"p95 {p95:.2f} s, of {len(values)}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--launches", type=int, default=20)
-    parser.add_argument("--simultaneous", type=int, default=10)
+    parser.add_argument("--crowd", type=int, default=20)
+    parser.add_argument("--servers-for-memory", type=int, default=40)
     args = parser.parse_args()
 
     e2e.ARTIFACTS.mkdir(exist_ok=True)
+    lines = []
     with e2e.running_stack(e2e.ARTIFACTS) as stack:
         gitserver = e2e.start_gitserver(stack)
         token = e2e.make_admin_token(stack, e2e.read_admin_password(stack))
         client = EnvironmentsClient(stack.base_url, token)
         build = client.create(repository=f"{gitserver}/public/demo.git", name="gallery-demo")
         image = client.wait(build.json()["id"])["image"]
+        gallery_file = Path(stack.env["GALLERY_FILE"])
         limits = {
-            "GALLERY_MAX_SERVERS": "40",
-            "GALLERY_LAUNCHES_PER_MINUTE": "1000",
+            "GALLERY_MAX_SERVERS": str(max(45, args.servers_for_memory + 5)),
+            "GALLERY_LAUNCHES_PER_MINUTE": "10000",
+            "GALLERY_WARM_MAX": "5",
         }
         with stack.hub_settings(**limits):
             floors = [floor(image) for _ in range(3)]
-            sequential = []
+            base = statistics.median(floors)
+            lines.append(
+                "floor (same server and limits, docker run until rendered): "
+                f"median {base:.2f} s of 3 ({min(floors):.2f}-{max(floors):.2f})"
+            )
+
+            cold = []
             for _ in range(args.launches):
-                sequential.append(launch(stack))
+                cold.append(click(stack, "demo")[0])
                 stop_visitors(stack, token)
-            start = time.perf_counter()
-            with ThreadPoolExecutor(max_workers=args.simultaneous) as pool:
-                list(pool.map(lambda _: launch(stack), range(args.simultaneous)))
-            simultaneous = time.perf_counter() - start
+            lines.append(report(f"cold, {args.launches} sequential", cold, base))
+
+            set_warm(gallery_file, 1)
+            warm = []
+            for _ in range(args.launches):
+                wait_warm(stack, token, 1)
+                warm.append(click(stack, "warmdemo")[0])
+                stop_visitors(stack, token)
+            lines.append(report(f"warm pool, {args.launches} sequential", warm, base))
+            set_warm(gallery_file, 0)
+
+            results = crowd(stack, "demo", args.crowd)
+            done = [s for s, _ in results if s is not None]
+            last = max(t for _, t in results)
+            lines.append(
+                f"{args.crowd} simultaneous cold: last rendered after {last:.2f} s, "
+                f"{len(results) - len(done)} failed, p50 {percentile(done, 0.5):.2f} s"
+            )
             stop_visitors(stack, token)
-        base = statistics.median(floors)
-        p50, p95 = percentile(sequential, 0.5), percentile(sequential, 0.95)
-        print(f"floor (docker run until Voila answers): median {base:.2f} s of {len(floors)}")
-        print(
-            f"click-to-rendered, {len(sequential)} sequential launches: "
-            f"p50 {p50:.2f} s ({p50 / base:.2f}x floor), p95 {p95:.2f} s ({p95 / base:.2f}x)"
-        )
-        print(
-            f"{args.simultaneous} simultaneous launches: last rendered after "
-            f"{simultaneous:.2f} s ({simultaneous / base:.2f}x floor)"
-        )
+
+            set_warm(gallery_file, 5)
+            wait_warm(stack, token, 5)
+            idle = memory_mb(
+                [
+                    line
+                    for line in subprocess.run(
+                        ["docker", "ps", "--format", "{{.Names}}", "--filter", "name=warmdemo"],
+                        capture_output=True,
+                        text=True,
+                    ).stdout.split()
+                ]
+            )
+            results = crowd(stack, "warmdemo", args.crowd)
+            finishes = sorted(t for s, t in results if s is not None)
+            lines.append(
+                f"{args.crowd} simultaneous against a pool of 5: first 5 rendered after "
+                f"{finishes[min(4, len(finishes) - 1)]:.2f} s, last after {finishes[-1]:.2f} s, "
+                f"{len(results) - len(finishes)} failed"
+            )
+            set_warm(gallery_file, 0)
+            stop_visitors(stack, token)
+            lines.append(
+                f"idle warm server: {statistics.median(idle):.0f} MB (median of {len(idle)})"
+            )
+
+            with ThreadPoolExecutor(max_workers=4) as threads:
+                list(threads.map(lambda _: click(stack, "demo"), range(args.servers_for_memory)))
+            hub, others = hub_rss_mb(stack)
+            lines.append(
+                f"hub RSS with {args.servers_for_memory} servers running: JupyterHub "
+                f"{hub:.0f} MB (proxy and culler {others:.0f} MB more)"
+            )
+            stop_visitors(stack, token)
+        client.request("DELETE", f"/{build.json()['id']}")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
