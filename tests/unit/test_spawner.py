@@ -21,6 +21,8 @@ from gallery_hub.spawner import GallerySpawner as RealSpawner
 from gallery_hub.spawner import LaunchRefused
 from gallery_hub.visitors import VISITOR_GROUP
 
+WAIT_UNTIL_ANSWERING = RealSpawner.wait_until_answering  # before the fixture replaces it
+
 GALLERY = {
     "examples": {
         "demo": {
@@ -308,3 +310,33 @@ def test_a_failed_seal_fails_the_start(gallery_file):
     with pytest.raises(RuntimeError, match="could not seal the network: iptables-restore"):
         run(spawner.seal_network())
     assert spawner.docker.names()[-1] == "remove_container"
+
+
+def test_a_started_server_is_noticed_as_soon_as_it_answers(gallery_file, monkeypatch):
+    """The real wait: against a local server that starts answering after a moment."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen = []
+
+    class Api(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Api)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(GallerySpawner, "wait_until_answering", WAIT_UNTIL_ANSWERING)
+    spawner = make_spawner(gallery_file, make_user("v1", True, {}))
+    spawner._server = SimpleNamespace(base_url="/user/v1/demo/")
+    try:
+        run(spawner.wait_until_answering(("127.0.0.1", port)))
+    finally:
+        server.shutdown()
+    assert seen == ["/user/v1/demo/api"]
