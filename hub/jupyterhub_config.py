@@ -115,6 +115,7 @@ if settings.https:
     )
 # User servers outlive a hub restart; the hub finds them again when it starts.
 c.JupyterHub.cleanup_servers = False
+c.GallerySpawner.data_volume = settings.data_volume
 c.GallerySpawner.volumes = {
     settings.data_volume: {
         "bind": settings.data_mount_path,

@@ -340,3 +340,48 @@ def test_a_started_server_is_noticed_as_soon_as_it_answers(gallery_file, monkeyp
     finally:
         server.shutdown()
     assert seen == ["/user/v1/demo/api"]
+
+
+def test_an_image_with_data_gets_its_own_folder_seeded_once_from_the_image(tmp_path):
+    gallery = tmp_path / "gallery.yaml"
+    gallery.write_text(
+        yaml.safe_dump(
+            {
+                **GALLERY,
+                "images": {
+                    "gallery-demo": {"repo": "https://x.org/d", "data": {"path": "gallery/data"}}
+                },
+            }
+        )
+    )
+    mount = tmp_path / "volume"
+    mount.mkdir()
+    user = make_user("alice", False, {})
+    spawner = make_spawner(
+        str(gallery),
+        user,
+        server="",
+        options={"image": "gallery-demo:main"},
+        data_volume="proj-gallery-data",
+        data_volume_mount=str(mount),
+    )
+    spawner.docker.do_inspect_volume = lambda name: {"Mountpoint": "/var/lib/docker/v/_data"}
+    run(spawner.start())
+    assert spawner.volumes == {
+        "/var/lib/docker/v/_data/images/gallery-demo": {
+            "bind": "/home/jovyan/gallery/data",
+            "mode": "ro",
+        }
+    }
+    seed = next(c for c in spawner.docker.calls if c[0] == "create_container")[2]
+    assert seed["image"] == "gallery-demo:main" and seed["network_disabled"] is True
+    assert seed["environment"] == {"SOURCE": "/home/jovyan/gallery/data"}
+    assert seed["host_config"]["Binds"] == [
+        "/var/lib/docker/v/_data/images/gallery-demo:/gallery-seed:rw"
+    ]
+    assert (mount / "images" / "gallery-demo" / ".gallery-seeded").exists()
+    again = make_spawner(str(gallery), user, server="x", options={"image": "gallery-demo:main"})
+    again.data_volume, again.data_volume_mount = "proj-gallery-data", str(mount)
+    again.docker.do_inspect_volume = spawner.docker.do_inspect_volume
+    run(again.start())
+    assert "create_container" not in again.docker.names()  # seeded once
