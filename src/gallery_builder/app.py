@@ -11,10 +11,12 @@ from pathlib import Path
 from jupyterhub.services.auth import HubOAuth
 from tornado import web
 
+from gallery_builder.after_build import AfterBuild
 from gallery_builder.build_queue import BuildQueue
 from gallery_builder.build_runner import BuildRunner
 from gallery_builder.build_store import BuildStore
 from gallery_builder.builder_settings import BuilderSettings
+from gallery_builder.data_fill import FillSettings
 from gallery_builder.docker_images import DockerImages
 from gallery_builder.environments import Environments, RequestRules
 from gallery_builder.handlers import ACCESS_SCOPES, BuilderContext, routes
@@ -118,16 +120,23 @@ async def serve(settings: BuilderSettings) -> None:
     if leftovers:
         log.warning("removed leftovers of interrupted builds: %s", ", ".join(leftovers))
     runner = BuildRunner(images=images, engine=settings.engine)
+    # After each build: the image check, and the data fill (gallery_builder.after_build).
+    after_build = AfterBuild(
+        runner,
+        images=images,
+        gallery_file=Path(os.environ.get("GALLERY_FILE_PATH", "/srv/gallery/gallery.yaml")),
+        fill=FillSettings.from_env(os.environ),
+    )
     queue = BuildQueue(
         store,
-        runner,
+        after_build,
         concurrency=settings.concurrency,
         timeout_s=settings.timeout_s,
         on_event=events.notify,
     )
     hub_auth = make_hub_auth(read_service_token(Path(SERVICE_TOKEN_FILE)))
     environments = Environments(store, queue, images, RequestRules.from_settings(settings))
-    ctx = BuilderContext(settings, environments, events, hub_auth)
+    ctx = BuilderContext(settings, environments, events, hub_auth, after_build)
     cookie_secret, _ = read_or_create_secret(settings.state_dir / "cookie-secret")
     queue.start()
     make_app(ctx, images, cookie_secret).listen(BUILDER_PORT)

@@ -1,7 +1,7 @@
 """`build-image`: build environment images from the command line, as the builder service does.
 
     build-image --repo URL|PATH [--ref REF] [--name NAME] [--memory GB] [--cpu N] [--force]
-    build-image --file [GALLERY_FILE] [--force]
+    build-image --file [GALLERY_FILE] [--force] [--fill-data]
 
 A build here is a build of the service: the same request validation (with the configured
 limits and the stack's own hosts refused), the same BuildRunner (repo2docker through the
@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO, TypeVar
 
+from gallery_builder.after_build import AfterBuild
 from gallery_builder.build_queue import BuildQueue, Runner
 from gallery_builder.build_request import (
     BuildRequest,
@@ -49,6 +50,7 @@ from gallery_builder.build_request import (
 from gallery_builder.build_runner import BuildRunner
 from gallery_builder.build_store import BuildRecord, BuildState, BuildStore
 from gallery_builder.builder_settings import BuilderSettings
+from gallery_builder.data_fill import FillSettings
 from gallery_builder.docker_images import DockerImages
 from gallery_builder.environments import EnvironmentRefusal, Environments, RequestRules
 from gallery_common.gallery_file import GalleryFileError, load_gallery
@@ -187,6 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--force",
         action="store_true",
         help="build even when an image of the same commit exists (default: reuse it)",
+    )
+    parser.add_argument(
+        "--fill-data",
+        action="store_true",
+        help=(
+            "after each build (or reuse), run the image's gallery examples once with their "
+            "data folder writable, on the stack's users network (needs the running stack); "
+            "a failed fill fails the image"
+        ),
     )
     parser.add_argument(
         "--json",
@@ -627,6 +638,8 @@ def main(
         settings = BuilderSettings.from_env(env)
         rules = RequestRules.from_settings(settings, resolve)
         targets = collect_targets(args, rules, env)
+        if args.fill_data:
+            FillSettings.from_env(env)  # a bad setting stops here, before anything is built
     except (UsageError, SettingError) as e:
         return _fail_usage(e)
     say = writer(lambda: sys.stderr if args.json else sys.stdout)
@@ -681,6 +694,8 @@ def run_builds(
         runner = runner_factory(
             settings, reuse_existing=not args.force, on_line=say, base_env=base_env
         )
+        if runner_factory is make_runner:  # the real runner: with the check and the fill
+            runner = with_after_build(runner, args, env, say)
         stack.callback(_close_images, runner)
         images = DockerImages()  # connects only if asked (build-image never deletes)
         stack.callback(images.close)
@@ -695,6 +710,24 @@ def run_builds(
             say(result.summary() + "\n")
 
         return asyncio.run(stoppable(builder.build_all(targets, report)))
+
+
+def with_after_build(
+    runner: Runner, args: argparse.Namespace, env: Mapping[str, str], say: Callable[[str], None]
+) -> AfterBuild:
+    """The runner followed by the image check and, with --fill-data, the data fill."""
+    if args.file is not None and args.file is not _USE_DEFAULT_FILE:
+        gallery_file = Path(args.file)
+    else:
+        gallery_file = default_gallery_file(env)
+    return AfterBuild(
+        runner,
+        images=DockerImages(),
+        gallery_file=gallery_file,
+        fill=FillSettings.from_env(env) if args.fill_data else None,
+        fill_every_build=args.fill_data,
+        on_line=say,
+    )
 
 
 def _open_own_store(

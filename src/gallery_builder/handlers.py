@@ -9,6 +9,7 @@ Routes (under the service prefix, hub_contract.SERVICE_PREFIX = /services/enviro
     DELETE api/environments/{id}               delete the image and its builds
     POST   api/environments/{id}/rebuild       build the ref again -> 202
     POST   api/environments/{id}/cancel        cancel a queued or running build
+    POST   api/environments/{id}/fill          fill the image's data (a job of its own) -> 202
     GET    api/environments/{id}/log           Server-Sent Events, resumable
     GET    oauth_callback                      JupyterHub OAuth
 Who may: JupyterHub admins (scope admin-ui) and holders of custom:environments:manage,
@@ -36,6 +37,7 @@ from jupyterhub.services.auth import (
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from gallery_builder.after_build import AfterBuild, annotate, queue_fill
 from gallery_builder.build_request import ValidationError, derive_name
 from gallery_builder.build_store import TERMINAL_STATES, BuildRecord
 from gallery_builder.builder_settings import BuilderSettings
@@ -68,6 +70,8 @@ class BuilderContext:
     environments: Environments
     events: LogEvents
     hub_auth: HubOAuth
+    # The image check and data fill after builds; None: neither (tests of other parts).
+    after_build: AfterBuild | None = None
 
 
 class BaseHandler(HubOAuthenticated, web.RequestHandler):
@@ -155,7 +159,9 @@ class EnvironmentsAPIHandler(APIHandler):
 
     async def get(self) -> None:
         records = await self.environments.latest()
-        self.finish({"environments": [r.to_json() for r in records]})
+        # Each with `check`: what the image check found (after_build.compatibility_view).
+        listed = await annotate(records, self.ctx.after_build)
+        self.finish({"environments": listed})
 
     async def post(self) -> None:
         request = self.environments.rules.parse(self.json_body())
@@ -194,6 +200,15 @@ class CancelAPIHandler(APIHandler):
         record = await self.environments.cancel(build_id)
         self.log_change("cancelled build", record)
         self.send_build(record)
+
+
+class FillAPIHandler(APIHandler):
+    async def post(self, build_id: str) -> None:
+        if self.ctx.after_build is None:
+            raise Conflict("data fills are not configured on this builder")
+        record = await queue_fill(self.environments, self.ctx.after_build, build_id)
+        self.log_change("queued data fill", record)
+        self.send_build(record, 202)
 
 
 class LogStreamHandler(APIHandler):
@@ -273,6 +288,7 @@ def routes(ctx: BuilderContext) -> list[tuple]:
         (rf"{api}/({BUILD_ID_PATTERN})", EnvironmentAPIHandler, args),
         (rf"{api}/({BUILD_ID_PATTERN})/rebuild", RebuildAPIHandler, args),
         (rf"{api}/({BUILD_ID_PATTERN})/cancel", CancelAPIHandler, args),
+        (rf"{api}/({BUILD_ID_PATTERN})/fill", FillAPIHandler, args),
         (rf"{api}/({BUILD_ID_PATTERN})/log", LogStreamHandler, args),
         (prefix + r"static/vendor/(.*)", web.StaticFileHandler, {"path": VENDOR_DIR}),
         (prefix + r"static/(.*)", web.StaticFileHandler, {"path": str(STATIC_DIR)}),

@@ -23,6 +23,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient
 from traitlets import Float, Integer, Unicode, default
 
+from gallery_common.data_folders import SEED_MOUNT, SEEDED, image_folder, seed_script
 from gallery_common.gallery_file import DataSpec, Example
 from gallery_common.image_labels import MARKER_FILTER, parse_labels
 from gallery_hub.admission import visitor_servers
@@ -39,8 +40,6 @@ from gallery_hub.launch_limits import Refusal
 from gallery_hub.network_seal import SEAL_COMMAND, seal_rules
 from gallery_hub.visitors import is_visitor
 
-# Marks a data folder into which the image's own files were copied.
-SEEDED = ".gallery-seeded"
 _seed_locks: dict[str, asyncio.Lock] = {}
 
 
@@ -421,7 +420,7 @@ class GallerySpawner(DockerSpawner):
         if data.volume:
             return data.volume
         name = image.split(":", 1)[0]
-        folder = Path(self.data_volume_mount) / "images" / name
+        folder = Path(self.data_volume_mount) / image_folder(image)
         if not (folder / SEEDED).exists():
             async with _seed_lock(name):
                 if not (folder / SEEDED).exists():
@@ -437,10 +436,7 @@ class GallerySpawner(DockerSpawner):
 
     async def seed_data(self, image: str, data: DataSpec, host_folder: str) -> None:
         """Copy what the image has at the data path into the (empty) folder."""
-        script = (
-            'if [ -d "$SOURCE" ]; then cp -a "$SOURCE"/. /gallery-seed/; fi; '
-            f"chown -R {self.container_user}:{self.container_user} /gallery-seed"
-        )
+        script = seed_script(self.container_user)
         helper = await self.docker(
             "create_container",
             image=image,
@@ -450,7 +446,7 @@ class GallerySpawner(DockerSpawner):
             network_disabled=True,
             labels=self.compose_labels(),
             host_config=self.client.create_host_config(
-                binds={host_folder: {"bind": "/gallery-seed", "mode": "rw"}},
+                binds={host_folder: {"bind": SEED_MOUNT, "mode": "rw"}},
                 cap_drop=["ALL"],
                 cap_add=["CHOWN", "DAC_OVERRIDE", "FOWNER"],
                 security_opt=["no-new-privileges"],
