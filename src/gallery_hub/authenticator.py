@@ -13,7 +13,12 @@ from traitlets.config import LoggingConfigurable
 
 from gallery_hub.admin_password import verify_password
 from gallery_hub.admission import visitor_servers
-from gallery_hub.environments import built_environment_images, container_images, image_ids
+from gallery_hub.environments import (
+    built_environment_facts,
+    built_environment_images,
+    container_images,
+    image_ids,
+)
 from gallery_hub.gallery_handlers import GalleryContext, gallery_handlers
 from gallery_hub.gallery_limits import GalleryLimits
 from gallery_hub.gallery_source import gallery_source
@@ -68,6 +73,7 @@ class GalleryHandlersMixin(LoggingConfigurable):
             ),
             admission=limits.admission,
             thumbnails_dir=self.thumbnails_dir,
+            image_facts=CachedValue(partial(built_environment_facts, client), empty=dict),
         )
         if self.warm_pool_token:  # with warm_max 0 it only retires what is left
             context.pool = WarmPool(

@@ -12,6 +12,12 @@ from html import escape
 import docker
 
 from gallery_common.hub_contract import SERVICE_PREFIX
+from gallery_common.image_compatibility import (
+    ImageFacts,
+    facts_from_labels,
+    image_problems,
+    local_jupyterhub_major,
+)
 from gallery_common.image_labels import MARKER_FILTER, EnvironmentLabels, parse_labels
 
 ENVIRONMENTS_PAGE = SERVICE_PREFIX
@@ -21,6 +27,8 @@ ENVIRONMENTS_PAGE = SERVICE_PREFIX
 class Environment:
     image: str
     labels: EnvironmentLabels
+    # What the builder's image check found (None: never checked, e.g. an older image).
+    facts: ImageFacts | None = None
 
     @property
     def title(self) -> str:
@@ -39,7 +47,7 @@ def environments_from_images(images: list[dict]) -> list[Environment]:
             continue
         for tag in image.get("RepoTags") or []:
             if tag and tag != "<none>:<none>" and ":gallery-build-" not in tag:
-                found[tag] = Environment(tag, labels)
+                found[tag] = Environment(tag, labels, facts_from_labels(image.get("Labels")))
     return sorted(found.values(), key=lambda e: (e.title.lower(), e.image))
 
 
@@ -47,6 +55,12 @@ def built_environment_images(client) -> set[str]:
     """Names of the built environments, asked of Docker through a docker-py client."""
     images = client.api.images(filters={"label": MARKER_FILTER})
     return {env.image for env in environments_from_images(images)}
+
+
+def built_environment_facts(client) -> dict[str, ImageFacts | None]:
+    """What the image check found in each built environment, by image name."""
+    images = client.api.images(filters={"label": MARKER_FILTER})
+    return {env.image: env.facts for env in environments_from_images(images)}
 
 
 def image_ids(client, names: set[str]) -> dict[str, str | None]:
@@ -106,8 +120,19 @@ def _limit_text(value: float | None, unit: str) -> str:
     return f"{value:g} {unit}" if value else "default"
 
 
-def render_options_form(environments: list[Environment], *, is_admin: bool, default: Limits) -> str:
-    """The spawn page's choice of environment (radio cards named `image`)."""
+def render_options_form(
+    environments: list[Environment],
+    *,
+    is_admin: bool,
+    default: Limits,
+    hub_major: int | None = None,
+) -> str:
+    """The spawn page's choice of environment (radio cards named `image`).
+
+    An environment the hub cannot run (image check: jupyterhub's major version, no
+    jupyterhub-singleuser) is shown marked, with the reason, and cannot be chosen.
+    """
+    hub_major = hub_major if hub_major is not None else local_jupyterhub_major()
     if not environments:
         hint = (
             f' <a href="{ENVIRONMENTS_PAGE}">Add one on the Environments page.</a>'
@@ -118,11 +143,19 @@ def render_options_form(environments: list[Environment], *, is_admin: bool, defa
             '<div class="alert alert-info" id="no-environments">'
             f"No environment has been built yet.{hint}</div>"
         )
-    only_one = len(environments) == 1
+    runnable = [env for env in environments if not image_problems(env.facts, hub_major)]
     cards = []
     for index, env in enumerate(environments):
         labels = env.labels
-        checked = " checked" if only_one else ""
+        problems = image_problems(env.facts, hub_major)
+        checked = " checked" if len(runnable) == 1 and env in runnable else ""
+        disabled = " disabled" if problems else ""
+        warning = (
+            '<br><span class="badge text-bg-danger incompatible">incompatible</span> '
+            f'<small class="text-danger incompatible-reason">{escape("; ".join(problems))}</small>'
+            if problems
+            else ""
+        )
         commit = labels.commit[:7] if labels.commit else "?"
         repository = escape(labels.repository)
         mem = _limit_text(labels.memory_limit_gb, "GB")
@@ -131,13 +164,13 @@ def render_options_form(environments: list[Environment], *, is_admin: bool, defa
             f'<label class="list-group-item d-flex gap-3 environment-choice" '
             f'data-image="{escape(env.image)}">'
             f'<input class="form-check-input flex-shrink-0" type="radio" name="image" '
-            f'id="environment-{index}" value="{escape(env.image)}" required{checked}>'
+            f'id="environment-{index}" value="{escape(env.image)}" required{checked}{disabled}>'
             f"<span><strong>{escape(env.title)}</strong> "
             f'<code class="ms-1">{escape(env.image)}</code><br>'
             f'<small class="text-muted"><a href="{repository}" target="_blank" '
             f'rel="noopener noreferrer">{repository}</a> · '
             f"{escape(labels.ref or 'default branch')} @ <code>{escape(commit)}</code> · "
-            f"memory {escape(mem)} · {escape(cpu)}</small></span></label>"
+            f"memory {escape(mem)} · {escape(cpu)}</small>{warning}</span></label>"
         )
     defaults = (
         f"Environments without their own limits get {default.mem_bytes / 1024**3:g} GB "

@@ -27,9 +27,10 @@ from tornado import web
 from tornado.httputil import url_concat
 
 from gallery_common.gallery_file import Example
+from gallery_common.image_compatibility import example_problems, local_jupyterhub_major
 from gallery_hub.admission import Admission, visitor_servers
 from gallery_hub.gallery_source import GallerySource
-from gallery_hub.gallery_state import READY, CachedValue, example_state
+from gallery_hub.gallery_state import INCOMPATIBLE, READY, CachedValue, example_state
 from gallery_hub.launch_limits import Refusal
 from gallery_hub.spawner import LaunchRefused
 from gallery_hub.visitors import VISITOR_PREFIX, is_visitor, make_visitor
@@ -48,6 +49,15 @@ class GalleryContext:
     admission: Callable[[], Admission]
     thumbnails_dir: str
     pool: WarmPool | None = None
+    # What the builder's image check found in each built image: {image: ImageFacts | None}.
+    image_facts: CachedValue | None = None
+
+    def problems(self, example: Example) -> list[str]:
+        """Why the image check says this example cannot run here ([] when it can)."""
+        if self.image_facts is None:
+            return []
+        facts = self.image_facts.get().get(example.image_name)
+        return example_problems(facts, local_jupyterhub_major(), example.path)
 
 
 def landing_url(user, example: Example, view: str) -> str:
@@ -98,6 +108,11 @@ class GalleryPageHandler(GalleryBaseHandler):
             }
             for example in gallery.examples.values()
         ]
+        for card in cards:  # built, but the hub cannot run it: say why, offer no launch
+            if card["state"] == READY:
+                card["problems"] = await asyncio.to_thread(self.gallery.problems, card["example"])
+                if card["problems"]:
+                    card["state"] = INCOMPATIBLE
         # Admins see how many warm servers wait for each example.
         show_warm = bool(self.gallery.pool and user is not None and user.admin)
         warm = self.gallery.pool.ready_counts() if show_warm else {}
@@ -120,6 +135,9 @@ class LaunchHandler(GalleryBaseHandler):
         built = await asyncio.to_thread(self.gallery.built_images.get)
         if example_state(example, built, set()) != READY:
             raise web.HTTPError(409, f"{example.title} is not built yet; try again later")
+        problems = await asyncio.to_thread(self.gallery.problems, example)
+        if problems:
+            raise web.HTTPError(409, f"{example.title} cannot run here: {'; '.join(problems)}")
 
         user = self.current_user
         spawner = user.spawners.get(example.id) if user is not None else None

@@ -8,12 +8,15 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from gallery_common.gallery_file import Example
 
 log = logging.getLogger("gallery_hub")
 
 READY, BUILDING, NOT_BUILT = "ready", "building", "not-built"
+# Built, but the image check says the hub cannot run this example (the reason is shown).
+INCOMPATIBLE = "incompatible"
 
 
 def example_state(example: Example, built: set[str], building: set[str]) -> str:
@@ -28,12 +31,13 @@ def example_state(example: Example, built: set[str], building: set[str]) -> str:
 class CachedValue:
     """A value fetched at most every `max_age_s` seconds; the last one on errors."""
 
-    fetch: Callable[[], set[str]]
+    fetch: Callable[[], Any]
     max_age_s: float = 5.0
-    _value: set[str] | None = None
+    empty: Callable[[], Any] = set  # the value when the first fetch fails
+    _value: Any = None
     _at: float = 0.0
 
-    def get(self) -> set[str]:
+    def get(self) -> Any:
         now = time.monotonic()
         if self._value is None or now - self._at > self.max_age_s:
             try:
@@ -41,7 +45,7 @@ class CachedValue:
             except Exception as e:  # the page must render even if a source is down
                 name = getattr(self.fetch, "func", self.fetch).__name__  # a partial's function
                 log.warning("gallery state: %s failed: %s", name, e)
-                self._value = self._value or set()
+                self._value = self._value if self._value is not None else self.empty()
             self._at = now
         return self._value
 

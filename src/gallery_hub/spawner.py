@@ -25,6 +25,12 @@ from traitlets import Float, Integer, Unicode, default
 
 from gallery_common.data_folders import SEED_MOUNT, SEEDED, image_folder, seed_script
 from gallery_common.gallery_file import DataSpec, Example
+from gallery_common.image_compatibility import (
+    example_problems,
+    facts_from_labels,
+    image_problems,
+    local_jupyterhub_major,
+)
 from gallery_common.image_labels import MARKER_FILTER, parse_labels
 from gallery_hub.admission import visitor_servers
 from gallery_hub.environments import (
@@ -400,15 +406,31 @@ class GallerySpawner(DockerSpawner):
             self.user_options = {**self.user_options, "image": image}
         defaults = self.default_limits()  # read before this start changes mem/cpu_limit
         self.image = await self.check_allowed(image)
+        inspect = await self.docker("inspect_image", self.image)
+        self.refuse_incompatible((inspect.get("Config") or {}).get("Labels"))
         data = gallery_source(Path(self.gallery_file)).current().data_for(self.image)
         if data is not None:
             self.volumes = {await self.data_folder(self.image, data): data.path_mount()}
-        inspect = await self.docker("inspect_image", self.image)
         labels = parse_labels((inspect.get("Config") or {}).get("Labels"))
         limits = limits_for(labels, defaults, maximum=self.maximum_limits())
         self.mem_limit = limits.mem_bytes
         self.cpu_limit = limits.cpu
         return await super().start()
+
+    def refuse_incompatible(self, image_labels: dict | None) -> None:
+        """Refuse (409, with the reason) an image the builder's check found unfit to run:
+        jupyterhub of another major version, no jupyterhub-singleuser, and for a visitor
+        its example's file missing. Unchecked images (built before the check) start."""
+        facts = facts_from_labels(image_labels)
+        if is_visitor(self.user):
+            problems = example_problems(
+                facts, local_jupyterhub_major(), self.visitor_example().path
+            )
+        else:
+            problems = image_problems(facts, local_jupyterhub_major())
+        if problems:
+            self.log.info("Refused to start %s: %s", self._log_name, "; ".join(problems))
+            raise web.HTTPError(409, f"{self.image} cannot run here: {'; '.join(problems)}")
 
     async def data_folder(self, image: str, data: DataSpec) -> str:
         """The volume (or host folder) holding this image's data, seeded on first use.

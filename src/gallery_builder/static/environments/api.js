@@ -72,6 +72,10 @@ export class EnvironmentsApi {
     return this.request("POST", buildPath(id, "rebuild"), {});
   }
 
+  fill(id) {
+    return this.request("POST", buildPath(id, "fill"));
+  }
+
   cancel(id) {
     return this.request("POST", buildPath(id, "cancel"));
   }

@@ -1,6 +1,7 @@
 // The environments table: the latest build of each image, kept fresh while builds run,
 // with the row actions (logs, rebuild, cancel, delete).
 
+import { checkNote } from "./check.js";
 import { el, hideModal, icon, setBusy, showModal, trackModal } from "./dom.js";
 import {
   ACTIVE_STATES,
@@ -157,7 +158,9 @@ function renderRow(build) {
       ),
     );
   }
-  if (build.state === "failed" && build.reason) {
+  const note = checkNote(build);
+  if (note) status.append(note);
+  if (build.reason && (build.state === "failed" || build.state === "built")) {
     status.append(
       el(
         "div",
@@ -194,6 +197,14 @@ function renderRow(build) {
   actions.append(
     actionButton("rebuild", "Rebuild", "rotate-right", "btn-outline-primary", {
       title: active ? "A build is already running" : "Fetch the ref again and build it",
+      disabled: active,
+    }),
+  );
+  actions.append(
+    actionButton("fill", "Fill data", "database", "btn-outline-primary", {
+      title: active
+        ? "A build is already running"
+        : "Run its gallery examples once with their data folder writable",
       disabled: active,
     }),
   );
@@ -344,6 +355,7 @@ export class EnvironmentsTable {
     const actions = {
       logs: () => this.onOpenLog(build),
       rebuild: () => this.rebuild(build, button),
+      fill: () => this.fill(build, button),
       cancel: () => this.cancel(build, button),
       delete: () => this.confirmDelete(build),
     };
@@ -359,6 +371,18 @@ export class EnvironmentsTable {
     } catch (error) {
       button.disabled = false;
       this.alert.show(`Could not rebuild ${build.image}: ${error.message}`);
+    }
+  }
+
+  async fill(build, button) {
+    button.disabled = true;
+    try {
+      const next = await this.api.fill(build.id);
+      this.upsert(next);
+      this.onOpenLog(next);
+    } catch (error) {
+      button.disabled = false;
+      this.alert.show(`Could not fill the data of ${build.image}: ${error.message}`);
     }
   }
 
