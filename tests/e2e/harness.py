@@ -217,6 +217,13 @@ class Stack:
 
 
 TEST_GALLERY = {
+    # Only the real-examples tests build these (through the API, not build-image --file).
+    "images": {
+        "gallery-neuro": {
+            "repo": "http://gitserver/public/neurogallery.git",
+            "data": {"path": "gallery/neurolang_data"},
+        },
+    },
     "examples": {
         "demo": {
             "title": "Demo notebook",
@@ -244,6 +251,22 @@ TEST_GALLERY = {
             "image_url": "difumo.svg",
             "warm": 1,
         },
+        "cached": {
+            "title": "Cached data",
+            "description": "Shaped like a NeuroLang example: jupytext, its own template, data.",
+            "path": "gallery/Cached.py",
+            "repo_url": "https://git.example.invalid/neurogallery",
+            "image_name": "gallery-neuro:main",
+            "image_url": "hbm.svg",
+        },
+        "oldhub": {
+            "title": "Old JupyterHub",
+            "description": "Its image has jupyterhub 1.4.0.",
+            "path": "app.ipynb",
+            "repo_url": "https://git.example.invalid/oldhub",
+            "image_name": "gallery-oldhub:main",
+            "image_url": "hbm.svg",
+        },
         "unbuilt": {
             "title": "Not built yet",
             "description": "Its image does not exist.",
@@ -252,7 +275,7 @@ TEST_GALLERY = {
             "image_name": "not-built:v1",
             "image_url": "hbm.svg",
         },
-    }
+    },
 }
 
 
@@ -338,7 +361,8 @@ def start_gitserver(stack: Stack) -> str:
     """A Git server on the stack's network: http://gitserver/{public,private}/<repo>.git.
 
     Repositories: demo (a notebook and a .py app), slow (a two-minute build), bench (the
-    benchmark's) and layered (dependencies first, notebooks last); the private copies need
+    benchmark's), layered (dependencies first, notebooks last), neurogallery (shaped like
+    neurolang_web) and oldhub (jupyterhub 1.4.0); the private copies need
     GIT_USER / GIT_PASSWORD. `edit_file` commits a change to one of them.
     """
     # Tagged per prefix: another checkout on the same engine may have other fixtures.
