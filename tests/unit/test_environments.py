@@ -1,5 +1,6 @@
 """The hub's view of built environments: listing, limits, the spawn form."""
 
+from gallery_common.image_compatibility import COMPATIBILITY_LABEL, ImageFacts
 from gallery_common.image_labels import make_labels
 from gallery_hub.environments import (
     Limits,
@@ -95,3 +96,19 @@ def test_labels_are_escaped_in_the_form():
     )
     html = render_options_form(envs, is_admin=False, default=DEFAULT)
     assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_an_environment_the_hub_cannot_run_is_marked_and_cannot_be_chosen():
+    old = ImageFacts(jupyterhub="1.4.0", singleuser=True).to_label()
+    good = ImageFacts(jupyterhub="6.1.1", singleuser=True).to_label()
+    envs = environments_from_images(
+        [
+            {"RepoTags": ["old:v1"], "Labels": {**labels(), COMPATIBILITY_LABEL: old}},
+            {"RepoTags": ["new:v1"], "Labels": {**labels(), COMPATIBILITY_LABEL: good}},
+        ]
+    )
+    html = render_options_form(envs, is_admin=True, default=DEFAULT, hub_major=6)
+    assert 'value="old:v1" required disabled>' in html
+    assert "the image has jupyterhub 1.4.0, the hub runs JupyterHub 6" in html
+    assert 'value="new:v1" required checked>' in html  # the one that can run
+    assert html.count("incompatible-reason") == 1

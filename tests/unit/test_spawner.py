@@ -14,6 +14,7 @@ import yaml
 from dockerspawner import DockerSpawner
 from tornado import web
 
+from gallery_common.image_compatibility import COMPATIBILITY_LABEL, ImageFacts
 from gallery_common.image_labels import MARKER_LABEL, MEMORY_LIMIT_LABEL
 from gallery_hub import gallery_limits
 from gallery_hub.gallery_limits import GalleryLimits
@@ -385,3 +386,24 @@ def test_an_image_with_data_gets_its_own_folder_seeded_once_from_the_image(tmp_p
     again.docker.do_inspect_volume = spawner.docker.do_inspect_volume
     run(again.start())
     assert "create_container" not in again.docker.names()  # seeded once
+
+
+def test_an_image_the_check_found_unfit_is_refused_with_the_reason(gallery_file):
+    old = ImageFacts(jupyterhub="1.4.0", singleuser=True).to_label()
+    missing = ImageFacts(jupyterhub="6.1.1", singleuser=True, paths={"app.ipynb": False})
+    visitor = make_spawner(gallery_file, make_user("v1", True, {}))
+    visitor.docker.images["gallery-demo:main"][COMPATIBILITY_LABEL] = missing.to_label()
+    with pytest.raises(web.HTTPError) as refused:
+        run(visitor.start())
+    assert refused.value.status_code == 409
+    assert "app.ipynb is not in the image" in refused.value.log_message
+    admin = make_spawner(gallery_file, make_user("a", False, {}), server="", options={})
+    admin.user_options = {"image": "other:v1"}
+    admin.docker.images["other:v1"][COMPATIBILITY_LABEL] = old
+    with pytest.raises(web.HTTPError, match=r"jupyterhub 1\.4\.0"):
+        run(admin.start())
+    # A missing example file matters to that example's visitors, not to other users.
+    fine = make_spawner(gallery_file, make_user("b", False, {}), server="", options={})
+    fine.user_options = {"image": "gallery-demo:main"}
+    fine.docker.images["gallery-demo:main"][COMPATIBILITY_LABEL] = missing.to_label()
+    assert run(fine.start()) == ("172.27.0.9", 8888)
