@@ -20,12 +20,16 @@ from jupyterhub.proxy import Proxy
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
 
+from gallery_common.image_compatibility import ImageFacts
 from gallery_hub import authenticator as authenticator_module
 from gallery_hub.gallery_limits import GalleryLimits
 from gallery_hub.spawner import GallerySpawner
 from gallery_hub.visitors import VISITOR_GROUP, WARM_GROUP, visitor_role
 
 XSRF_FIELD = re.compile(r'name="_xsrf" value="([^"]+)"')
+# What the image check found, per image (tests fill it in).
+FACTS: dict = {}
+
 GALLERY = {
     "examples": {
         "demo": {
@@ -132,6 +136,8 @@ def hub_config(tmp_path, monkeypatch):
     monkeypatch.setattr(
         authenticator_module, "built_environment_images", lambda client: {"gallery-demo:main"}
     )
+    monkeypatch.setattr(authenticator_module, "built_environment_facts", lambda client: FACTS)
+    FACTS.clear()
     StubSpawner.started = []
     MemoryProxy.routes = {}
     GalleryLimits.clear_instance()
@@ -187,6 +193,26 @@ def test_the_gallery_shows_each_example_with_its_state(hub_config):
         assert page.code == 200 and xsrf
         assert 'data-example="demo" data-state="ready"' in html
         assert 'data-example="unbuilt" data-state="not-built"' in html
+
+    serve(hub_config, scenario)
+
+
+def test_an_example_whose_image_cannot_run_says_why_and_is_not_launched(hub_config):
+    FACTS["gallery-demo:main"] = ImageFacts(jupyterhub="1.4.0", singleuser=True)
+
+    async def scenario(app, browser):
+        visitor = browser()
+        page, _ = await visitor.gallery_form()
+        html = page.body.decode()
+        assert 'data-example="demo" data-state="incompatible"' in html
+        assert "the image has jupyterhub 1.4.0, the hub runs JupyterHub 6" in html
+        assert "launch-form" not in html.split('data-example="demo"')[1].split("</article>")[0]
+        # A launch anyway (no form offers one: the XSRF token from the cookie).
+        answer = await visitor.request(
+            "POST", "/hub/gallery/launch/demo", {"_xsrf": visitor.cookies["_xsrf"]}
+        )
+        assert answer.code == 409 and b"cannot run here" in answer.body
+        assert StubSpawner.started == []
 
     serve(hub_config, scenario)
 
