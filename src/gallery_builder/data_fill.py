@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from docker.errors import NotFound
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import ReadTimeout
 
 from gallery_builder.docker_images import DockerImages
 from gallery_common.data_folders import SEED_MOUNT, image_folder, seed_script
@@ -241,7 +243,7 @@ class DataFiller:
                 if cancelled is not None and cancelled.is_set():
                     failures.append(f"{example.id}: cancelled")
                     break
-                error = self.run_example(image, example, data, mount, holder, facts, say)
+                error = self.run_example(image, example, data, mount, holder, facts, say, cancelled)
                 if error:
                     failures.append(f"{example.id}: {error}")
         finally:
@@ -343,6 +345,7 @@ class DataFiller:
         holder: str,
         facts: ImageFacts | None,
         say: Callable[[str], None],
+        cancelled: threading.Event | None = None,
     ) -> str | None:
         """Run one example to its end; None when it succeeded, else why not."""
         folder = example_folder(facts, example.path)
@@ -376,10 +379,12 @@ class DataFiller:
         )["Id"]
         try:
             self.api.start(container)
-            status = self._follow(container, say, self.settings.timeout_s)
+            status = self._follow(container, say, self.settings.timeout_s, cancelled)
         finally:
             self._remove(container)
         seconds = time.monotonic() - started
+        if status is None and cancelled is not None and cancelled.is_set():
+            return "cancelled"
         if status is None:
             return f"did not finish in {self.settings.timeout_s:g} s"
         if status != 0:
@@ -390,19 +395,34 @@ class DataFiller:
 
     # --- containers -----------------------------------------------------------------------
 
-    def _follow(self, container: str, say: Callable[[str], None], timeout_s: float) -> int | None:
-        """Stream the container's output into the log; its exit status (None: timed out)."""
+    def _follow(
+        self,
+        container: str,
+        say: Callable[[str], None],
+        timeout_s: float,
+        cancelled: threading.Event | None = None,
+    ) -> int | None:
+        """Stream the container's output into the log; its exit status (None: timed out or
+        cancelled, and killed)."""
         reader = threading.Thread(
             target=self._copy_log, args=(container, say), daemon=True, name="fill-log"
         )
         reader.start()
-        try:
-            result = self.api.wait(container, timeout=timeout_s)
-        except Exception:  # requests' ReadTimeout: still running
-            with contextlib.suppress(Exception):
-                self.api.kill(container)
-            reader.join(5)
-            return None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                result = self.api.wait(
+                    container, timeout=max(1, min(5, deadline - time.monotonic()))
+                )
+                break
+            except (ReadTimeout, RequestsConnectionError) as e:  # a read timeout: still running
+                if not isinstance(e, ReadTimeout) and "timed out" not in str(e):
+                    raise
+                if time.monotonic() >= deadline or (cancelled is not None and cancelled.is_set()):
+                    with contextlib.suppress(Exception):
+                        self.api.kill(container)
+                    reader.join(5)
+                    return None
         reader.join(10)
         return result.get("StatusCode")
 
