@@ -237,7 +237,7 @@ async def annotate(records: list[BuildRecord], after: AfterBuild | None) -> list
     """The environments list as JSON, each with what the image check found (`check`)."""
     if after is None:
         return [r.to_json() for r in records]
-    gallery = await asyncio.to_thread(after._gallery, lambda _line: None)
+    gallery = await asyncio.to_thread(after.gallery, lambda _line: None)
 
     def facts_of(image: str) -> ImageFacts | None:
         attrs = after.images.inspect(image)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gallery_builder.after_build import AfterBuild, compatibility_view, queue_fill
+from gallery_builder.after_build import AfterBuild, annotate, compatibility_view, queue_fill
 from gallery_builder.build_request import BuildRequest
 from gallery_builder.build_runner import RunOutcome
 from gallery_builder.build_store import BuildState
@@ -14,7 +14,7 @@ from gallery_builder.data_fill import FillOutcome, FillSettings
 from gallery_builder.environments import Conflict
 from gallery_builder.image_check import CheckError
 from gallery_common.gallery_file import parse_gallery
-from gallery_common.image_compatibility import ImageFacts
+from gallery_common.image_compatibility import COMPATIBILITY_LABEL, ImageFacts
 from gallery_common.image_labels import MARKER_LABEL
 
 from .conftest import FakeImage, FakeImages
@@ -224,3 +224,22 @@ def test_the_page_sees_problems_judged_against_the_current_gallery():
     view = compatibility_view(old, gallery, "n:main", 6)
     assert view["checked"] and len(view["problems"]) == 2
     assert compatibility_view(None, gallery, "n:main", 6) == {"checked": False, "problems": []}
+
+
+def test_the_list_carries_what_the_check_found(tmp_path, store):
+    after = make(tmp_path, BUILT)
+    after.images.inspect = lambda image: {
+        "Config": {"Labels": {COMPATIBILITY_LABEL: ImageFacts("1.4.0", True).to_label()}}
+    }
+    record = store.create(
+        name="n",
+        image="n:main",
+        repository="https://x.org/n.git",
+        ref=None,
+        memory_gb=None,
+        cpu=None,
+    )
+    (listed,) = asyncio.run(annotate([record], after))
+    assert listed["id"] == record.id and listed["check"]["checked"] is True
+    assert "jupyterhub 1.4.0" in listed["check"]["problems"][0]
+    assert asyncio.run(annotate([record], None)) == [record.to_json()]
