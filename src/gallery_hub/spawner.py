@@ -239,21 +239,26 @@ class GallerySpawner(DockerSpawner):
             cap_add=["NET_ADMIN", "NET_RAW"],
             security_opt=["no-new-privileges"],
         )
-        helper = await self.docker(
-            "create_container",
+        await self.run_helper(
+            "seal the network",
+            timeout=60,
             image=self.network_seal_image,
             command=SEAL_COMMAND,
             environment={"RULES4": rules4, "RULES6": rules6},
-            user="root",
-            labels=self.compose_labels(),
             host_config=host_config,
+        )
+
+    async def run_helper(self, what: str, *, timeout: float, **create) -> None:
+        """Run a short-lived root helper container to its end; raise with its output if it fails."""
+        helper = await self.docker(
+            "create_container", user="root", labels=self.compose_labels(), **create
         )
         try:
             await self.docker("start", helper["Id"])
-            result = await self.docker("wait", helper["Id"], timeout=60)
+            result = await self.docker("wait", helper["Id"], timeout=timeout)
             if result.get("StatusCode") != 0:
                 output = await self.docker("logs", helper["Id"])
-                raise RuntimeError(f"could not seal the network: {output.decode()[-500:]}")
+                raise RuntimeError(f"could not {what}: {output.decode()[-500:]}")
         finally:
             await self.docker("remove_container", helper["Id"], force=True)
 
@@ -441,14 +446,13 @@ class GallerySpawner(DockerSpawner):
             'if [ -d "$SOURCE" ]; then cp -a "$SOURCE"/. /gallery-seed/; fi; '
             f"chown -R {self.container_user}:{self.container_user} /gallery-seed"
         )
-        helper = await self.docker(
-            "create_container",
+        await self.run_helper(
+            "copy the image's data",
+            timeout=600,
             image=image,
             command=["sh", "-c", script],
             environment={"SOURCE": data.path},
-            user="root",
             network_disabled=True,
-            labels=self.compose_labels(),
             host_config=self.client.create_host_config(
                 binds={host_folder: {"bind": "/gallery-seed", "mode": "rw"}},
                 cap_drop=["ALL"],
@@ -456,15 +460,7 @@ class GallerySpawner(DockerSpawner):
                 security_opt=["no-new-privileges"],
             ),
         )
-        try:
-            await self.docker("start", helper["Id"])
-            result = await self.docker("wait", helper["Id"], timeout=600)
-            if result.get("StatusCode") != 0:
-                output = await self.docker("logs", helper["Id"])
-                raise RuntimeError(f"could not copy the image's data: {output.decode()[-300:]}")
-            self.log.info("Seeded the data of %s from the image's %s", image, data.path)
-        finally:
-            await self.docker("remove_container", helper["Id"], force=True)
+        self.log.info("Seeded the data of %s from the image's %s", image, data.path)
 
     def maximum_limits(self) -> Limits:
         return Limits(mem_bytes=int(self.max_memory_gb * 1024**3), cpu=self.max_cpu)
