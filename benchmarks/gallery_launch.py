@@ -59,6 +59,20 @@ def wait_for(url: str, session: requests.Session, timeout: float = 300) -> None:
     raise AssertionError(f"{url} never showed the output")
 
 
+def wait_progress(stack, session: requests.Session, visitor: str, example: str) -> None:
+    """What JupyterHub's progress page does: follow the server's progress events to ready."""
+    xsrf = session.cookies.get("_xsrf", path="/hub/")
+    url = stack.url(f"/hub/api/users/{visitor}/servers/{example}/progress")
+    with session.get(url, params={"_xsrf": xsrf}, stream=True, timeout=600) as events:
+        for line in events.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                event = json.loads(line[5:])
+                if event.get("ready"):
+                    return
+                if event.get("failed"):
+                    raise AssertionError(f"{visitor}'s {example} failed: {event.get('message')}")
+
+
 def floor(image: str) -> float:
     """The same server and limits as a visitor's container, without the hub."""
     with socket.socket() as s:
@@ -99,6 +113,8 @@ def click(stack, example: str) -> tuple[float, requests.Session, str]:
     )
     assert answer.status_code == 303, (answer.status_code, answer.text[:300])
     visitor = VISITOR.search(answer.headers["Location"]).group(1)
+    if "/spawn-pending/" in answer.headers["Location"]:
+        wait_progress(stack, session, visitor, example)
     wait_for(stack.url(f"/user/{visitor}/{example}/voila/render/app.ipynb"), session)
     return time.perf_counter() - start, session, visitor
 

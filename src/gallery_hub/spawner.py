@@ -37,7 +37,11 @@ from gallery_hub.gallery_limits import GalleryLimits
 from gallery_hub.gallery_source import gallery_source
 from gallery_hub.launch_limits import Refusal
 from gallery_hub.network_seal import SEAL_COMMAND, seal_rules
-from gallery_hub.visitors import is_visitor
+from gallery_hub.visitors import is_visitor, is_warm
+
+# CPU weight of an unclaimed warm server (Docker's default is 1024); a claim restores it.
+WARM_CPU_SHARES = 128
+DEFAULT_CPU_SHARES = 1024
 
 # Marks a data folder into which the image's own files were copied.
 SEEDED = ".gallery-seeded"
@@ -181,6 +185,9 @@ class GallerySpawner(DockerSpawner):
         }
         if self.disk_quota and await self.quota_supported():
             config["storage_opt"] = {"size": self.disk_quota}
+        if is_warm(self.user):
+            # Unclaimed warm servers start and idle at a low CPU priority: visitors first.
+            config["cpu_shares"] = WARM_CPU_SHARES
         return config
 
     async def quota_supported(self) -> bool:

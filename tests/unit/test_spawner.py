@@ -385,3 +385,13 @@ def test_an_image_with_data_gets_its_own_folder_seeded_once_from_the_image(tmp_p
     again.docker.do_inspect_volume = spawner.docker.do_inspect_volume
     run(again.start())
     assert "create_container" not in again.docker.names()  # seeded once
+
+
+def test_an_unclaimed_warm_server_runs_at_a_low_cpu_priority(gallery_file):
+    from gallery_hub.visitors import WARM_GROUP
+
+    user = make_user("w1", True, {})
+    user.groups = [SimpleNamespace(name=WARM_GROUP)]
+    assert run(make_spawner(gallery_file, user).host_config())["cpu_shares"] == 128
+    visitor = make_spawner(gallery_file, make_user("v1", True, {}))
+    assert "cpu_shares" not in run(visitor.host_config())
