@@ -24,7 +24,8 @@ from gallery_common.image_labels import BUILD_TIME_LABEL, COMMIT_LABEL
 PREVIOUS_TAG_PREFIX = "gallery-previous-"
 _MAX_TAG_LENGTH = 128
 _ID_LENGTH = 12
-_SHORT_ID = re.compile(r"[0-9a-f]{12}")
+# The id part of a previous tag; no "-", so "main-x"'s previous tags never match "main"'s.
+_SHORT_ID = re.compile(r"[0-9a-z]{1,12}")
 
 
 def short_id(image_id: str) -> str:

@@ -14,12 +14,12 @@ import pytest
 
 from gallery_builder.build_store import (
     DB_FILE_MODE,
-    elided_marker,
     SCHEMA_VERSION,
     TERMINAL_STATES,
     BuildRecord,
     BuildState,
     BuildStore,
+    elided_marker,
 )
 
 REPO = "https://github.com/NeuroLang/neurolang_examples"
@@ -534,12 +534,15 @@ def test_records_and_logs_survive_reopening(db_path: Path):
 
 
 def test_log_cap_state_survives_reopening(db_path: Path):
-    with BuildStore(db_path, log_cap_bytes=3) as store:
+    with BuildStore(db_path, log_cap_bytes=6) as store:
         build = new_build(store)
-        store.append_log(build.id, "abcd")
-    with BuildStore(db_path, log_cap_bytes=3) as store:
-        assert store.append_log(build.id, "more") == 2
-        assert store.full_log(build.id) == "abc" + LOG_TRUNCATED_MARKER
+        store.append_log(build.id, "abcd")  # "abc", the marker, "d"
+    with BuildStore(db_path, log_cap_bytes=6) as store:
+        assert store.append_log(build.id, "ef") == 4
+        log = store.read_log(build.id)
+        assert (
+            log[0] == (1, "abc") and "the middle" in log[1][1] and log[2:] == [(3, "d"), (4, "ef")]
+        )
 
 
 def test_fail_interrupted_fails_queued_and_building_only(db_path: Path):
@@ -605,7 +608,7 @@ def test_uses_wal_and_records_schema_version(db_path: Path):
     db = sqlite3.connect(db_path)
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     finally:
         db.close()
 

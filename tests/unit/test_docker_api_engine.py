@@ -174,6 +174,7 @@ def test_build_streams_progress_and_passes_arguments_through() -> None:
         "custom_context": True,
         "tag": "gallery-env:abc",
         "container_limits": {"memory": 2**30, "memswap": 2**30},
+        "network_mode": "none",  # the label step needs no network
         "rm": True,
         "forcerm": True,
         "decode": True,

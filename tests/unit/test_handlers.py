@@ -297,8 +297,9 @@ async def test_add_queues_a_build_and_lists_it(service: Service) -> None:
     assert (ended["state"], ended["image"]) == ("built", "demo:main")
     one = await service.call("GET", f"{API}/{build['id']}")
     assert body(one) == ended
-    listed = body(await service.call("GET", API))["environments"]
-    assert listed == [ended]
+    answer = body(await service.call("GET", API))
+    assert answer["environments"] == [{**ended, "previous": []}]
+    assert set(answer["disk"]) == {"total_bytes", "used_bytes", "free_bytes", "min_free_bytes"}
 
 
 @pytest.mark.parametrize(
@@ -454,8 +455,13 @@ async def test_delete_is_refused_while_a_build_runs_or_a_server_uses_the_image(
     in_use = await service.call("DELETE", f"{API}/{build['id']}")
     assert in_use.code == 409
     assert body(in_use) == {
-        "error": "demo:main is in use by 1 running server(s): jupyter-alice; stop them first"
+        "error": "demo:main is in use by 1 server(s): jupyter-alice; stop them first"
     }
+    # A stopped container blocks it too (Docker would refuse): 409 naming it, never a 500.
+    service.images.running.clear()
+    service.images.stopped["demo:main"] = ["jupyter-bob"]
+    stopped = await service.call("DELETE", f"{API}/{build['id']}")
+    assert stopped.code == 409 and "jupyter-bob" in body(stopped)["error"]
     assert len(service.store.list()) == 1
 
 
