@@ -355,31 +355,34 @@ class Environments:
         removed: list[str] = []
         kept: list[dict[str, Any]] = []
         freed = 0
+
+        def needed(tag: str) -> bool:
+            return (
+                tag in referenced
+                or is_build_tag(tag)
+                or any(is_previous_of(tag, image) for image in referenced)
+            )
+
         for summary in self.images.gallery_images():
             labels = summary.get("Labels") or {}
             if labels.get(STACK_LABEL, "") != self.stack:
                 continue  # another stack's (or an older builder's) image
             tags = [t for t in summary.get("RepoTags") or [] if t != "<none>:<none>"]
-            unreferenced = [
-                t
-                for t in tags
-                if t not in referenced
-                and not is_build_tag(t)
-                and not any(is_previous_of(t, image) for image in referenced)
-            ]
-            if len(unreferenced) < len(tags):
-                continue  # an environment still names this image
+            unneeded = [t for t in tags if not needed(t)]
+            still_named = len(unneeded) < len(tags)
             used_by = sorted(containers.get(summary.get("Id", ""), []))
-            names = unreferenced or [str(summary.get("Id", ""))]
-            if used_by:
-                kept += [{"image": name, "used_by": used_by} for name in names]
+            if not still_named and used_by:
+                kept += [{"image": name, "used_by": used_by} for name in unneeded or tags]
                 continue
+            # An image an environment still names only loses its other tags.
+            names = unneeded if (unneeded or still_named) else [str(summary.get("Id", ""))]
             for name in names:
                 try:
                     self.images.remove(name, prune=True)
                 except APIError:
-                    kept.append({"image": name, "used_by": []})
+                    kept.append({"image": name, "used_by": used_by})
                     continue
                 removed.append(name)
-            freed += summary.get("Size") or 0
+            if not still_named:
+                freed += summary.get("Size") or 0
         return {"removed": removed, "kept": kept, "freed_bytes": freed}
