@@ -244,7 +244,7 @@ def test_a_previous_image_a_container_used_is_removed_once_the_container_is_gone
     stack, client, gitserver
 ):
     repository = f"{gitserver}/public/editions.git"
-    first, _ = build(client, repository=repository, name="holder")
+    assert build(client, repository=repository, name="holder")[0]["state"] == "built"
     first_id = inspect("holder:main")["Id"]
     holder = f"{stack.project}-holder"
     docker("run", "-d", "--name", holder, "--entrypoint", "sleep", first_id, "600")
