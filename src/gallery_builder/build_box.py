@@ -142,7 +142,6 @@ class BuildBoxes:
             cap_drop=["ALL"],
             cap_add=["NET_ADMIN", "NET_RAW"],
             security_opt=["no-new-privileges"],
-            read_only=True,
             mem_limit="64m",
             pids_limit=16,
         )
