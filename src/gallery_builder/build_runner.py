@@ -361,7 +361,9 @@ class BuildRunner:
             state.say(line)
             recent.append(line.strip())
         status = await process.wait()
-        errors = [line for line in recent if line and _ERROR_LINE.search(line)]
+        # A step killed for memory is the reason, whatever repo2docker printed after it.
+        errors = [line for line in recent if line and _KILLED_STEP.search(line)]
+        errors = errors or [line for line in recent if line and _ERROR_LINE.search(line)]
         return status, (errors[-1][:300] if errors else "")
 
     def _publish(self, temp_image: str, image: str, commit: str) -> tuple[int | None, list[str]]:
