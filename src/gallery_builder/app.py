@@ -140,7 +140,7 @@ async def serve(settings: BuilderSettings) -> None:
         rules,
         keep_previous=settings.keep_previous,
         min_free_disk_gb=settings.min_free_disk_gb,
-        stack=settings.project,
+        stack=settings.stack,
     )
     ctx = BuilderContext(settings, environments, events, hub_auth)
     cookie_secret, _ = read_or_create_secret(settings.state_dir / "cookie-secret")

@@ -60,7 +60,7 @@ def build_runner(
         keep_previous=settings.keep_previous,
         min_free_disk_gb=settings.min_free_disk_gb,
         trim_slow_imports=settings.trim_slow_imports,
-        stack=settings.project,
+        stack=settings.stack,
         reuse_existing=reuse_existing,
         on_line=on_line,
         base_env=base_env,

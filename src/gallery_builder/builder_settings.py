@@ -37,6 +37,11 @@ class BuilderSettings:
     build_network: str = ""
     seal_image: str = ""
 
+    @property
+    def stack(self) -> str:
+        """The stack label of the images built here: the compose project, else "local"."""
+        return self.project or "local"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BuilderSettings:
         engine = env_str(env, "GALLERY_REPO2DOCKER_ENGINE", ENGINES[0])

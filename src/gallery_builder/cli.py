@@ -708,7 +708,7 @@ def run_builds(
             rules,
             keep_previous=settings.keep_previous,
             min_free_disk_gb=settings.min_free_disk_gb,
-            stack=settings.project,
+            stack=settings.stack,
         )
         if args.prune:
             return [prune_result(asyncio.run(environments.prune()), say)]

@@ -365,7 +365,7 @@ class Environments:
 
         for summary in self.images.gallery_images():
             labels = summary.get("Labels") or {}
-            if labels.get(STACK_LABEL, "") != self.stack:
+            if not self.stack or labels.get(STACK_LABEL) != self.stack:
                 continue  # another stack's (or an older builder's) image
             tags = [t for t in summary.get("RepoTags") or [] if t != "<none>:<none>"]
             unneeded = [t for t in tags if not needed(t)]

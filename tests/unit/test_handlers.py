@@ -144,7 +144,7 @@ async def serve(tmp_path: Path) -> AsyncIterator[Service]:
         oauth_redirect_uri=SERVICE_PREFIX + "oauth_callback",
         access_scopes=set(handlers.ACCESS_SCOPES),
     )
-    environments = Environments(store, queue, images, rules, min_free_disk_gb=5)
+    environments = Environments(store, queue, images, rules, min_free_disk_gb=5, stack="local")
     ctx = BuilderContext(settings, environments, events, hub_auth)
     app = make_app(ctx, images, COOKIE_SECRET)  # type: ignore[arg-type]
     server = app.listen(0, address="127.0.0.1")
@@ -582,6 +582,7 @@ def _labels(commit: str, built: str) -> dict[str, str]:
         commit=commit,
         display_name="demo",
         build_time=datetime.fromisoformat(built),
+        stack="local",
     )
 
 
