@@ -50,6 +50,9 @@ c.JupyterHub.template_paths = ["/srv/jupyterhub/templates"]
 c.JupyterHub.template_vars = {
     "environments_url": SERVICE_PREFIX,
     "environments_scope": MANAGE_SCOPE,
+    # A visitor's "this example has stopped" page (hub/templates/not_running.html).
+    "gallery_idle_minutes": max(1, settings.idle_timeout_s // 60),
+    "gallery_max_hours": f"{settings.max_age_s / 3600:g}",
 }
 # After login, land on the home page rather than starting a server right away.
 c.JupyterHub.default_url = "/hub/home"
@@ -112,6 +115,7 @@ if settings.https:
     )
 # User servers outlive a hub restart; the hub finds them again when it starts.
 c.JupyterHub.cleanup_servers = False
+c.GallerySpawner.data_volume = settings.data_volume
 c.GallerySpawner.volumes = {
     settings.data_volume: {
         "bind": settings.data_mount_path,

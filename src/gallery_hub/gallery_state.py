@@ -39,7 +39,8 @@ class CachedValue:
             try:
                 self._value = self.fetch()
             except Exception as e:  # the page must render even if a source is down
-                log.warning("gallery state: %s failed: %s", self.fetch.__name__, e)
+                name = getattr(self.fetch, "func", self.fetch).__name__  # a partial's function
+                log.warning("gallery state: %s failed: %s", name, e)
                 self._value = self._value or set()
             self._at = now
         return self._value

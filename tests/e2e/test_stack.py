@@ -144,7 +144,7 @@ def test_hub_restart_keeps_state_and_prints_the_password_once(stack, admin_passw
     assert "/hub/login" not in response.url
 
 
-# Keep this the last test of the session's last file: it empties the login bucket of
+# Keep this the last test of the session (test_stack.py sorts last): it empties the login bucket of
 # 127.0.0.1 at Traefik, and the bucket refills slowly (10 a minute).
 def test_traefik_rate_limits_password_guessing(stack):
     answers = []

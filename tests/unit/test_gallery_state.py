@@ -24,3 +24,14 @@ def test_cached_value_keeps_the_last_good_value_when_the_source_fails():
     cache = CachedValue(fetch, max_age_s=0)
     assert cache.get() == {"a"}
     assert cache.get() == {"a"}
+
+
+def test_a_failing_source_given_as_a_partial_is_named_in_the_log(caplog):
+    from functools import partial
+
+    def builds_in_progress(url):
+        raise OSError("builder down")
+
+    cache = CachedValue(partial(builds_in_progress, "http://builder"), max_age_s=0)
+    assert cache.get() == set()
+    assert "builds_in_progress failed: builder down" in caplog.text

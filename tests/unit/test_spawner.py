@@ -21,6 +21,8 @@ from gallery_hub.spawner import GallerySpawner as RealSpawner
 from gallery_hub.spawner import LaunchRefused
 from gallery_hub.visitors import VISITOR_GROUP
 
+WAIT_UNTIL_ANSWERING = RealSpawner.wait_until_answering  # before the fixture replaces it
+
 GALLERY = {
     "examples": {
         "demo": {
@@ -308,3 +310,78 @@ def test_a_failed_seal_fails_the_start(gallery_file):
     with pytest.raises(RuntimeError, match="could not seal the network: iptables-restore"):
         run(spawner.seal_network())
     assert spawner.docker.names()[-1] == "remove_container"
+
+
+def test_a_started_server_is_noticed_as_soon_as_it_answers(gallery_file, monkeypatch):
+    """The real wait: against a local server that starts answering after a moment."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen = []
+
+    class Api(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Api)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(GallerySpawner, "wait_until_answering", WAIT_UNTIL_ANSWERING)
+    spawner = make_spawner(gallery_file, make_user("v1", True, {}))
+    spawner._server = SimpleNamespace(base_url="/user/v1/demo/")
+    try:
+        run(spawner.wait_until_answering(("127.0.0.1", port)))
+    finally:
+        server.shutdown()
+    assert seen == ["/user/v1/demo/api"]
+
+
+def test_an_image_with_data_gets_its_own_folder_seeded_once_from_the_image(tmp_path):
+    gallery = tmp_path / "gallery.yaml"
+    gallery.write_text(
+        yaml.safe_dump(
+            {
+                **GALLERY,
+                "images": {
+                    "gallery-demo": {"repo": "https://x.org/d", "data": {"path": "gallery/data"}}
+                },
+            }
+        )
+    )
+    mount = tmp_path / "volume"
+    mount.mkdir()
+    user = make_user("alice", False, {})
+    spawner = make_spawner(
+        str(gallery),
+        user,
+        server="",
+        options={"image": "gallery-demo:main"},
+        data_volume="proj-gallery-data",
+        data_volume_mount=str(mount),
+    )
+    spawner.docker.do_inspect_volume = lambda name: {"Mountpoint": "/var/lib/docker/v/_data"}
+    run(spawner.start())
+    assert spawner.volumes == {
+        "/var/lib/docker/v/_data/images/gallery-demo": {
+            "bind": "/home/jovyan/gallery/data",
+            "mode": "ro",
+        }
+    }
+    seed = next(c for c in spawner.docker.calls if c[0] == "create_container")[2]
+    assert seed["image"] == "gallery-demo:main" and seed["network_disabled"] is True
+    assert seed["environment"] == {"SOURCE": "/home/jovyan/gallery/data"}
+    assert seed["host_config"]["Binds"] == [
+        "/var/lib/docker/v/_data/images/gallery-demo:/gallery-seed:rw"
+    ]
+    assert (mount / "images" / "gallery-demo" / ".gallery-seeded").exists()
+    again = make_spawner(str(gallery), user, server="x", options={"image": "gallery-demo:main"})
+    again.data_volume, again.data_volume_mount = "proj-gallery-data", str(mount)
+    again.docker.do_inspect_volume = spawner.docker.do_inspect_volume
+    run(again.start())
+    assert "create_container" not in again.docker.names()  # seeded once

@@ -10,8 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from .hub_login import login
 from .visitors import (
     VISITOR,
+    XSRF_FIELD,
     anonymous_launch_form,
     container_of,
     docker,
@@ -34,22 +36,20 @@ def warm_servers(stack, admin_token) -> dict[str, dict]:
     }
 
 
-def admin_gallery(stack, admin_token) -> str:
+def admin_gallery(stack, admin) -> str:
     """The gallery page as the admin sees it (with each example's warm count)."""
-    page = requests.get(
-        stack.url("/hub/gallery"), headers={"Authorization": f"token {admin_token}"}, timeout=30
-    )
+    page = admin.get(stack.url("/hub/gallery"), timeout=30)
     assert page.status_code == 200
     return page.text
 
 
-def wait_warm(stack, admin_token, count=1, timeout=180) -> dict[str, dict]:
+def wait_warm(stack, admin_token, admin, count=1, timeout=180) -> dict[str, dict]:
     """Until `count` warm servers are ready and shown to the admin as warm."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         servers = warm_servers(stack, admin_token)
         ready = [n for n, s in servers.items() if s.get("warmdemo", {}).get("ready")]
-        if len(ready) >= count and f"{count}/1 warm" in admin_gallery(stack, admin_token):
+        if len(ready) >= count and f"{count}/1 warm" in admin_gallery(stack, admin):
             return servers
         time.sleep(1)
     raise AssertionError(
@@ -90,16 +90,22 @@ def test_a_crowd_against_a_small_cap_ends_on_apps_or_the_busy_page(stack, demo_i
 
 
 @pytest.fixture(scope="module")
-def pool(stack, demo_image, admin_token):
+def admin(stack, admin_password) -> requests.Session:
+    """The admin's browser session (the gallery shows admins the warm counts)."""
+    return login(stack.base_url, "admin", admin_password)[0]
+
+
+@pytest.fixture(scope="module")
+def pool(stack, demo_image, admin_token, admin):
     remove_visitors(stack, admin_token)
     with stack.hub_settings(GALLERY_WARM_MAX="2", GALLERY_LAUNCHES_PER_MINUTE="100"):
-        wait_warm(stack, admin_token)
+        wait_warm(stack, admin_token, admin)
         yield
     wait_pool_empty(stack, admin_token)  # GALLERY_WARM_MAX=0 again: the pool retires all
     remove_visitors(stack, admin_token)
 
 
-def test_a_click_lands_on_the_running_app_and_the_pool_refills(stack, pool, admin_token):
+def test_a_click_lands_on_the_running_app_and_the_pool_refills(stack, pool, admin_token, admin):
     before = set(warm_servers(stack, admin_token))
     session, xsrf = anonymous_launch_form(stack)
     started = time.perf_counter()
@@ -116,12 +122,12 @@ def test_a_click_lands_on_the_running_app_and_the_pool_refills(stack, pool, admi
     assert visitor not in warm_servers(stack, admin_token)
     servers = hub_api(stack, admin_token, "GET", f"/users/{visitor}").json()["servers"]
     assert servers["warmdemo"]["ready"]
-    wait_warm(stack, admin_token)
+    wait_warm(stack, admin_token, admin)
     assert visitor not in warm_servers(stack, admin_token)
 
 
-def test_a_warm_server_is_never_claimed_twice(stack, pool, admin_token):
-    wait_warm(stack, admin_token)
+def test_a_warm_server_is_never_claimed_twice(stack, pool, admin_token, admin):
+    wait_warm(stack, admin_token, admin)
     forms = [anonymous_launch_form(stack) for _ in range(8)]
     with ThreadPoolExecutor(max_workers=len(forms)) as threads:
         answers = list(threads.map(lambda f: launch(f[0], stack, f[1], "warmdemo"), forms))
@@ -137,20 +143,22 @@ def test_a_warm_server_is_never_claimed_twice(stack, pool, admin_token):
 
 
 def test_a_browser_with_a_visitor_gets_its_own_server_not_a_second_identity(
-    stack, pool, admin_token
+    stack, pool, admin_token, admin
 ):
-    wait_warm(stack, admin_token)
+    wait_warm(stack, admin_token, admin)
     session, xsrf = anonymous_launch_form(stack)
     first = launch(session, stack, xsrf, "demo")
     visitor = VISITOR.search(first.headers["Location"]).group(0)
+    # Back on the gallery (a new page, with the visitor's own XSRF token), another click.
+    xsrf = XSRF_FIELD.search(session.get(stack.url("/hub/gallery"), timeout=30).text).group(1)
     second = launch(session, stack, xsrf, "warmdemo")
     assert VISITOR.search(second.headers["Location"]).group(0) == visitor
     assert "/spawn-pending/" in second.headers["Location"]
     remove_visitors(stack, admin_token)
 
 
-def test_a_rebuilt_image_replaces_the_warm_servers(stack, pool, admin_token, demo_image):
-    old = set(wait_warm(stack, admin_token))
+def test_a_rebuilt_image_replaces_the_warm_servers(stack, pool, admin_token, admin, demo_image):
+    old = set(wait_warm(stack, admin_token, admin))
     # A new image under the same name, as a rebuild makes (the labels stay).
     subprocess.run(
         ["docker", "build", "-q", "-t", demo_image, "-"],
@@ -176,8 +184,8 @@ def test_a_rebuilt_image_replaces_the_warm_servers(stack, pool, admin_token, dem
     assert running.strip() == image_id
 
 
-def test_the_pool_survives_a_hub_restart_and_is_not_culled(stack, pool, admin_token):
-    warm = set(wait_warm(stack, admin_token))
+def test_the_pool_survives_a_hub_restart_and_is_not_culled(stack, pool, admin_token, admin):
+    warm = set(wait_warm(stack, admin_token, admin))
     with stack.hub_settings(GALLERY_WARM_MAX="2", GALLERY_IDLE_TIMEOUT="10"):
         time.sleep(35)  # three idle timeouts, two culler rounds
         assert warm <= set(warm_servers(stack, admin_token))
