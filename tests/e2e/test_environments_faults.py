@@ -37,7 +37,7 @@ def stray_containers(stack, before: set[str]) -> list[str]:
     ).splitlines()
     stray = []
     for row in rows:
-        container, name, project = (row.split("\t") + ["", ""])[:3]
+        container, name, project = [*row.split("\t"), "", ""][:3]
         if container in before or project or name.startswith(stack.project):
             continue
         if OTHER_TEST_CONTAINER.match(name):
