@@ -93,6 +93,8 @@ c.GallerySpawner.egress_proxy = "http://egress:3128" if settings.user_egress == 
 c.GallerySpawner.tmp_size = settings.user_tmp_size
 c.GallerySpawner.log_max_size = settings.user_log_max_size
 c.GallerySpawner.disk_quota = settings.user_disk_quota
+# A start includes its wait in the start queue (GALLERY_START_CONCURRENCY at a time).
+c.GallerySpawner.start_timeout = 600
 c.GallerySpawner.max_memory_gb = settings.max_memory_gb
 c.GallerySpawner.max_cpu = settings.max_cpu
 # Container names: <project>-user-<name> (plus --<server> for named servers).

@@ -233,10 +233,11 @@ def compatibility_view(
     }
 
 
-async def annotate(records: list[BuildRecord], after: AfterBuild | None) -> list[dict]:
-    """The environments list as JSON, each with what the image check found (`check`)."""
+async def annotate(listed: list[dict], after: AfterBuild | None) -> list[dict]:
+    """The environments list (each entry's JSON, with its `image`), each with what the image
+    check found (`check`)."""
     if after is None:
-        return [r.to_json() for r in records]
+        return listed
     gallery = await asyncio.to_thread(after.gallery, lambda _line: None)
 
     def facts_of(image: str) -> ImageFacts | None:
@@ -244,12 +245,8 @@ async def annotate(records: list[BuildRecord], after: AfterBuild | None) -> list
         return facts_from_labels((attrs.get("Config") or {}).get("Labels")) if attrs else None
 
     out = []
-    for record in records:
-        facts = await asyncio.to_thread(facts_of, record.image)
-        out.append(
-            {
-                **record.to_json(),
-                "check": compatibility_view(facts, gallery, record.image, after.hub_major),
-            }
-        )
+    for entry in listed:
+        facts = await asyncio.to_thread(facts_of, entry["image"])
+        check = compatibility_view(facts, gallery, entry["image"], after.hub_major)
+        out.append({**entry, "check": check})
     return out

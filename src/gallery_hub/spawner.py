@@ -44,7 +44,11 @@ from gallery_hub.gallery_limits import GalleryLimits
 from gallery_hub.gallery_source import gallery_source
 from gallery_hub.launch_limits import Refusal
 from gallery_hub.network_seal import SEAL_COMMAND, seal_rules
-from gallery_hub.visitors import is_visitor
+from gallery_hub.visitors import is_visitor, is_warm
+
+# CPU weight of an unclaimed warm server (Docker's default is 1024); a claim restores it.
+WARM_CPU_SHARES = 128
+DEFAULT_CPU_SHARES = 1024
 
 _seed_locks: dict[str, asyncio.Lock] = {}
 
@@ -186,6 +190,9 @@ class GallerySpawner(DockerSpawner):
         }
         if self.disk_quota and await self.quota_supported():
             config["storage_opt"] = {"size": self.disk_quota}
+        if is_warm(self.user):
+            # Unclaimed warm servers start and idle at a low CPU priority: visitors first.
+            config["cpu_shares"] = WARM_CPU_SHARES
         return config
 
     async def quota_supported(self) -> bool:
@@ -244,21 +251,26 @@ class GallerySpawner(DockerSpawner):
             cap_add=["NET_ADMIN", "NET_RAW"],
             security_opt=["no-new-privileges"],
         )
-        helper = await self.docker(
-            "create_container",
+        await self.run_helper(
+            "seal the network",
+            timeout=60,
             image=self.network_seal_image,
             command=SEAL_COMMAND,
             environment={"RULES4": rules4, "RULES6": rules6},
-            user="root",
-            labels=self.compose_labels(),
             host_config=host_config,
+        )
+
+    async def run_helper(self, what: str, *, timeout: float, **create) -> None:
+        """Run a short-lived root helper container to its end; raise with its output if it fails."""
+        helper = await self.docker(
+            "create_container", user="root", labels=self.compose_labels(), **create
         )
         try:
             await self.docker("start", helper["Id"])
-            result = await self.docker("wait", helper["Id"], timeout=60)
+            result = await self.docker("wait", helper["Id"], timeout=timeout)
             if result.get("StatusCode") != 0:
                 output = await self.docker("logs", helper["Id"])
-                raise RuntimeError(f"could not seal the network: {output.decode()[-500:]}")
+                raise RuntimeError(f"could not {what}: {output.decode()[-500:]}")
         finally:
             await self.docker("remove_container", helper["Id"], force=True)
 
@@ -459,14 +471,13 @@ class GallerySpawner(DockerSpawner):
     async def seed_data(self, image: str, data: DataSpec, host_folder: str) -> None:
         """Copy what the image has at the data path into the (empty) folder."""
         script = seed_script(self.container_user)
-        helper = await self.docker(
-            "create_container",
+        await self.run_helper(
+            "copy the image's data",
+            timeout=600,
             image=image,
             command=["sh", "-c", script],
             environment={"SOURCE": data.path},
-            user="root",
             network_disabled=True,
-            labels=self.compose_labels(),
             host_config=self.client.create_host_config(
                 binds={host_folder: {"bind": SEED_MOUNT, "mode": "rw"}},
                 cap_drop=["ALL"],
@@ -474,15 +485,7 @@ class GallerySpawner(DockerSpawner):
                 security_opt=["no-new-privileges"],
             ),
         )
-        try:
-            await self.docker("start", helper["Id"])
-            result = await self.docker("wait", helper["Id"], timeout=600)
-            if result.get("StatusCode") != 0:
-                output = await self.docker("logs", helper["Id"])
-                raise RuntimeError(f"could not copy the image's data: {output.decode()[-300:]}")
-            self.log.info("Seeded the data of %s from the image's %s", image, data.path)
-        finally:
-            await self.docker("remove_container", helper["Id"], force=True)
+        self.log.info("Seeded the data of %s from the image's %s", image, data.path)
 
     def maximum_limits(self) -> Limits:
         return Limits(mem_bytes=int(self.max_memory_gb * 1024**3), cpu=self.max_cpu)

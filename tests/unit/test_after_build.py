@@ -239,7 +239,7 @@ def test_the_list_carries_what_the_check_found(tmp_path, store):
         memory_gb=None,
         cpu=None,
     )
-    (listed,) = asyncio.run(annotate([record], after))
+    (listed,) = asyncio.run(annotate([record.to_json()], after))
     assert listed["id"] == record.id and listed["check"]["checked"] is True
     assert "jupyterhub 1.4.0" in listed["check"]["problems"][0]
-    assert asyncio.run(annotate([record], None)) == [record.to_json()]
+    assert asyncio.run(annotate([record.to_json()], None)) == [record.to_json()]

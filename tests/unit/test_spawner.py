@@ -407,3 +407,13 @@ def test_an_image_the_check_found_unfit_is_refused_with_the_reason(gallery_file)
     fine.user_options = {"image": "gallery-demo:main"}
     fine.docker.images["gallery-demo:main"][COMPATIBILITY_LABEL] = missing.to_label()
     assert run(fine.start()) == ("172.27.0.9", 8888)
+
+
+def test_an_unclaimed_warm_server_runs_at_a_low_cpu_priority(gallery_file):
+    from gallery_hub.visitors import WARM_GROUP
+
+    user = make_user("w1", True, {})
+    user.groups = [SimpleNamespace(name=WARM_GROUP)]
+    assert run(make_spawner(gallery_file, user).host_config())["cpu_shares"] == 128
+    visitor = make_spawner(gallery_file, make_user("v1", True, {}))
+    assert "cpu_shares" not in run(visitor.host_config())
