@@ -63,7 +63,7 @@ class Example:
     path: str
     repo_url: str
     image_name: str
-    image_url: str
+    image_url: str  # "": the verification's screenshot is the thumbnail
     view: str = "voila"
     warm: int = 0  # servers kept started and rendered, ready for the next click
 
@@ -208,8 +208,13 @@ def _url(spec: dict, key: str, where: str) -> str:
 
 
 def _image_url(spec: dict, where: str) -> str:
-    """A thumbnail: an http(s) URL, or a file under the gallery's thumbnails folder."""
-    value = _text(spec, "image_url", where)
+    """A thumbnail: an http(s) URL, a file under the gallery's thumbnails folder, or "".
+
+    Without one the card shows the example's own render (the verification's screenshot).
+    """
+    value = _text(spec, "image_url", where, required=False)
+    if not value:
+        return ""
     if value.startswith(("http://", "https://")):
         return _url(spec, "image_url", where)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+\.(png|jpe?g|svg|gif|webp)", value):

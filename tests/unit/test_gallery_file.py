@@ -26,7 +26,7 @@ def test_the_shipped_gallery_is_valid_and_complete():
     assert len(gallery.examples) == 7
     for example in gallery.examples.values():
         assert example.image_name == "neuroweb:master"
-        if not example.image_url.startswith("https://"):
+        if example.image_url and not example.image_url.startswith("https://"):
             assert (ROOT / "gallery" / "thumbnails" / example.image_url).is_file()
 
 
@@ -70,6 +70,13 @@ def test_defaults_and_values():
         ({"examples": {"a" * 31: EXAMPLE}}, "examples." + "a" * 31),
     ],
 )
+def test_image_url_is_optional():
+    without = {k: v for k, v in EXAMPLE.items() if k != "image_url"}
+    gallery = parse_gallery({"examples": {"demo": without, "empty": {**EXAMPLE, "image_url": ""}}})
+    assert gallery.examples["demo"].image_url == ""
+    assert gallery.examples["empty"].image_url == ""
+
+
 def test_errors_name_the_entry_and_key(data, where):
     with pytest.raises(GalleryFileError) as info:
         parse_gallery(data)
