@@ -44,6 +44,13 @@ def test_defaults_and_values():
     assert (gallery.examples["demo"].warm, gallery.examples["nb"].warm) == (0, 2)
 
 
+def test_image_url_is_optional():
+    without = {k: v for k, v in EXAMPLE.items() if k != "image_url"}
+    gallery = parse_gallery({"examples": {"demo": without, "empty": {**EXAMPLE, "image_url": ""}}})
+    assert gallery.examples["demo"].image_url == ""
+    assert gallery.examples["empty"].image_url == ""
+
+
 @pytest.mark.parametrize(
     ("data", "where"),
     [
@@ -70,13 +77,6 @@ def test_defaults_and_values():
         ({"examples": {"a" * 31: EXAMPLE}}, "examples." + "a" * 31),
     ],
 )
-def test_image_url_is_optional():
-    without = {k: v for k, v in EXAMPLE.items() if k != "image_url"}
-    gallery = parse_gallery({"examples": {"demo": without, "empty": {**EXAMPLE, "image_url": ""}}})
-    assert gallery.examples["demo"].image_url == ""
-    assert gallery.examples["empty"].image_url == ""
-
-
 def test_errors_name_the_entry_and_key(data, where):
     with pytest.raises(GalleryFileError) as info:
         parse_gallery(data)
