@@ -212,9 +212,9 @@ def _image_url(spec: dict, where: str) -> str:
 
     Without one the card shows the example's own render (the verification's screenshot).
     """
-    value = _text(spec, "image_url", where, required=False)
-    if not value:
+    if spec.get("image_url") in (None, ""):
         return ""
+    value = _text(spec, "image_url", where)
     if value.startswith(("http://", "https://")):
         return _url(spec, "image_url", where)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+\.(png|jpe?g|svg|gif|webp)", value):
