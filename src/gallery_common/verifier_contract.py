@@ -9,6 +9,7 @@ the fields of a request.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 
 VERIFIER_HOST = "verifier"
@@ -47,3 +48,38 @@ ANSWER_FIELDS = (
     "screenshot_png",  # base64
     "thumbnail_png",  # base64
 )
+
+
+@dataclass(frozen=True)
+class RenderError:
+    """Why a verification failed.
+
+    `kind`: error-output, timeout, kernel-died, http-status, no-voila (the verifier's
+    findings) or start-failed (the hub's: the example's server did not start).
+    """
+
+    kind: str
+    message: str
+    cell: int | None = None  # 1-based, markdown cells included (as Voila counts them)
+    cells: int | None = None  # cells in the notebook
+    exception: str | None = None  # e.g. ZeroDivisionError
+    traceback: list[str] = field(default_factory=list)  # its last lines
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> RenderError | None:
+        if not data:
+            return None
+        known = {k: data.get(k) for k in cls.__dataclass_fields__ if k in data}
+        known["traceback"] = list(known.get("traceback") or [])
+        return cls(**known)
+
+    def summary(self) -> str:
+        """One line for a card or a log: `ZeroDivisionError in cell 3 of 4: division by zero`."""
+        where = f" in cell {self.cell}" if self.cell else ""
+        if self.cell and self.cells:
+            where += f" of {self.cells}"
+        what = self.exception or self.kind
+        return f"{what}{where}: {self.message}" if self.message else f"{what}{where}"

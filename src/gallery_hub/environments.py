@@ -60,6 +60,20 @@ def image_ids(client, names: set[str]) -> dict[str, str | None]:
     return found
 
 
+def image_details(client, names: set[str]) -> dict[str, tuple[str, str | None] | None]:
+    """Each image's id and the commit its labels name (None: no such image)."""
+    found: dict[str, tuple[str, str | None] | None] = {}
+    for name in names:
+        try:
+            inspect = client.api.inspect_image(name)
+        except docker.errors.ImageNotFound:
+            found[name] = None
+            continue
+        labels = parse_labels((inspect.get("Config") or {}).get("Labels"))
+        found[name] = (inspect["Id"], labels.commit if labels else None)
+    return found
+
+
 def container_images(client, containers: dict[str, str]) -> dict[str, str | None]:
     """The image id each container runs (keys are the caller's; None: no such container)."""
     found: dict[str, str | None] = {}

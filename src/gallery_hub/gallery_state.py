@@ -1,4 +1,8 @@
-"""Which gallery examples can run now: their image is built, being built, or not yet."""
+"""What a gallery card says: not built, building, ready, verified or broken.
+
+An example whose image is built is *ready*; once verified (verification.py) it is
+*verified* or *broken* by its last verification, until the next one replaces it.
+"""
 
 from __future__ import annotations
 
@@ -6,51 +10,90 @@ import json
 import logging
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from gallery_common.gallery_file import Example
+from gallery_hub.verification_results import VerificationResult
 
 log = logging.getLogger("gallery_hub")
 
 READY, BUILDING, NOT_BUILT = "ready", "building", "not-built"
+VERIFIED, BROKEN = "verified", "broken"
+# Built: a visitor can launch it (but a broken one only once it is fixed).
+BUILT_STATES = (READY, VERIFIED, BROKEN)
 
 
-def example_state(example: Example, built: set[str], building: set[str]) -> str:
+def example_state(
+    example: Example,
+    built: Collection[str],
+    building: Collection[str],
+    verification: VerificationResult | None = None,
+) -> str:
     if example.image_name in built:
-        return READY
+        if verification is None:
+            return READY
+        return VERIFIED if verification.passed else BROKEN
     if example.image_name in building:
         return BUILDING
     return NOT_BUILT
+
+
+def ago(when: datetime, now: datetime) -> str:
+    """`3 h ago`, `5 min ago`, `just now`: what a card says."""
+    seconds = max(0, int((now - when).total_seconds()))
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} days ago"
 
 
 @dataclass
 class CachedValue:
     """A value fetched at most every `max_age_s` seconds; the last one on errors."""
 
-    fetch: Callable[[], set[str]]
+    fetch: Callable[[], Any]
     max_age_s: float = 5.0
-    _value: set[str] | None = None
+    empty: Callable[[], Any] = set
+    _value: Any = None
     _at: float = 0.0
 
-    def get(self) -> set[str]:
+    def get(self) -> Any:
         now = time.monotonic()
         if self._value is None or now - self._at > self.max_age_s:
             try:
                 self._value = self.fetch()
             except Exception as e:  # the page must render even if a source is down
                 log.warning("gallery state: %s failed: %s", self.fetch.__name__, e)
-                self._value = self._value or set()
+                self._value = self._value if self._value is not None else self.empty()
             self._at = now
         return self._value
 
 
-def builds_in_progress(api_url: str, token: str) -> set[str]:
-    """Images the builder is building or has queued (from its environments API)."""
+def builder_environments(api_url: str, token: str) -> list[dict]:
+    """The latest build of every image, from the builder's environments API."""
     # api_url is fixed in the hub's configuration (http://builder:8090/...), never user input.
     request = urllib.request.Request(  # noqa: S310
         f"{api_url}/environments", headers={"Authorization": f"token {token}"}
     )
     with urllib.request.urlopen(request, timeout=3) as response:  # noqa: S310
-        environments = json.load(response)["environments"]
+        return json.load(response)["environments"]
+
+
+def in_progress(environments: list[dict]) -> set[str]:
+    """Images the builder is building or has queued."""
     return {e["image"] for e in environments if e["state"] in ("queued", "building")}
+
+
+def built_at(environments: list[dict]) -> dict[str, datetime]:
+    """When the latest successful build of each image ended."""
+    found = {}
+    for e in environments:
+        if e["state"] == "built" and e.get("finished_at"):
+            found[e["image"]] = datetime.fromisoformat(e["finished_at"])
+    return found

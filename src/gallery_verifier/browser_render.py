@@ -29,8 +29,9 @@ from gallery_common.verifier_contract import (
     MAX_SCREENSHOT_HEIGHT,
     THUMBNAIL_SIZE,
     VIEWPORT,
+    RenderError,
 )
-from gallery_verifier.render_result import RenderError, first_error, progress_of
+from gallery_verifier.render_result import first_error, progress_of
 
 # Debian's chromium, never a browser Playwright downloads. The end-to-end tests use the same.
 CHROMIUM = os.environ.get("GALLERY_CHROMIUM", "/usr/bin/chromium")
@@ -169,9 +170,10 @@ def _judge(
 ) -> RenderError | None:
     last, cells = progress_of(found["scripts"])
     if timed_out:
-        where = f" (still at cell {last} of {cells})" if last else ""
+        running = min((last or 0) + 1, cells) if cells else None
+        where = f" (still running cell {running} of {cells})" if running else ""
         return RenderError(
-            "timeout", f"Voila did not finish within {timeout_s:g} s{where}", last, cells
+            "timeout", f"Voila did not finish within {timeout_s:g} s{where}", running, cells
         )
     if status != 200:
         return RenderError("http-status", f"the page answered {status}")

@@ -10,7 +10,8 @@ an error output is the one that reads like a traceback, or Voila's own words for
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+
+from gallery_common.verifier_contract import RenderError
 
 TRACEBACK_LINES = 8
 # The last line of a Python traceback: `ZeroDivisionError: division by zero`, `KeyboardInterrupt`.
@@ -23,37 +24,6 @@ VOILA_ERROR_MARKERS = (
     "An exception occurred at the server (not the notebook)",
 )
 VOILA_TIMEOUT_MARKER = "Cell execution timed out"
-
-
-@dataclass(frozen=True)
-class RenderError:
-    """Why a render failed. `kind`: error-output, timeout, kernel-died, http-status, no-voila."""
-
-    kind: str
-    message: str
-    cell: int | None = None  # 1-based, markdown cells included (as Voila counts them)
-    cells: int | None = None  # cells in the notebook
-    exception: str | None = None  # e.g. ZeroDivisionError
-    traceback: list[str] = field(default_factory=list)  # its last lines
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict | None) -> RenderError | None:
-        if not data:
-            return None
-        known = {k: data.get(k) for k in cls.__dataclass_fields__ if k in data}
-        known["traceback"] = list(known.get("traceback") or [])
-        return cls(**known)
-
-    def summary(self) -> str:
-        """One line for a card or a log: `ZeroDivisionError in cell 3 of 4: division by zero`."""
-        where = f" in cell {self.cell}" if self.cell else ""
-        if self.cell and self.cells:
-            where += f" of {self.cells}"
-        what = self.exception or self.kind
-        return f"{what}{where}: {self.message}" if self.message else f"{what}{where}"
 
 
 def _lines(text: str) -> list[str]:
@@ -95,8 +65,13 @@ def first_error(outputs: list[dict], cells: int | None) -> RenderError | None:
         if not is_error_output(text):
             continue
         name, message = exception_of(text)
+        kind = "error-output"
+        if name == "TimeoutError":
+            kind = "timeout"
+        elif name and name.endswith("DeadKernelError"):
+            kind, name = "kernel-died", "DeadKernelError"
         return RenderError(
-            kind="timeout" if name == "TimeoutError" else "error-output",
+            kind=kind,
             message=message,
             cell=output.get("cell"),
             cells=cells,
@@ -107,7 +82,10 @@ def first_error(outputs: list[dict], cells: int | None) -> RenderError | None:
 
 
 def progress_of(scripts: list[str]) -> tuple[int | None, int | None]:
-    """(last cell Voila started, cells in the notebook) from its `voila_process(N, M)` calls."""
+    """(last cell Voila has rendered, cells in the notebook) from its `voila_process(N, M)`.
+
+    Voila streams a cell (with its `voila_process` call) once the cell has run.
+    """
     last = total = None
     for script in scripts:
         match = re.search(r"voila_process\((\d+),\s*(\d+)\)", script)
