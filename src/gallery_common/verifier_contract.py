@@ -26,6 +26,8 @@ HUB_ORIGIN = "http://hub:8000"
 # volume (read-write in the hub, read-only in the verifier). Sent as
 # `Authorization: token <token>` with every render request.
 TOKEN_FILE = PurePosixPath("/srv/service-tokens/verifier-token")
+# The verifier runs unprivileged as this uid; the hub gives it the token file (mode 600).
+VERIFIER_UID = 1000
 
 # The header the browser sends, once, to log in as the system visitor (a one-time secret
 # the hub hands out with each render request: never in a URL).

@@ -43,10 +43,10 @@ def environments_from_images(images: list[dict]) -> list[Environment]:
     return sorted(found.values(), key=lambda e: (e.title.lower(), e.image))
 
 
-def built_environment_images(client) -> set[str]:
-    """Names of the built environments, asked of Docker through a docker-py client."""
+def built_environments(client) -> dict[str, Environment]:
+    """The built environments by image name, asked of Docker through a docker-py client."""
     images = client.api.images(filters={"label": MARKER_FILTER})
-    return {env.image for env in environments_from_images(images)}
+    return {env.image: env for env in environments_from_images(images)}
 
 
 def image_ids(client, names: set[str]) -> dict[str, str | None]:

@@ -53,9 +53,11 @@ VERIFICATION_DURATION = Histogram(
 )
 
 
-def launch_refused(example: str, reason: str) -> None:
+def launch_refused(example: str, reason: str, *, count_reason: bool = True) -> None:
+    """A launch refused; `count_reason=False` when the spawner counted the refusal itself."""
     LAUNCHES.labels(example, "refused").inc()
-    REFUSALS.labels(reason).inc()
+    if count_reason:
+        REFUSALS.labels(reason).inc()
 
 
 def launch_ended(example: str, outcome: str, seconds: float | None = None) -> None:
