@@ -11,6 +11,7 @@ from pathlib import Path
 from jupyterhub.services.auth import HubOAuth
 from tornado import web
 
+from gallery_builder.build_metrics import BuildMetrics
 from gallery_builder.build_queue import BuildQueue
 from gallery_builder.build_runner import BuildRunner
 from gallery_builder.build_store import BuildStore
@@ -20,6 +21,7 @@ from gallery_builder.environments import Environments, RequestRules
 from gallery_builder.handlers import ACCESS_SCOPES, BuilderContext, routes
 from gallery_builder.health import check_docker, check_state_dir, report
 from gallery_builder.log_events import LogEvents
+from gallery_builder.metrics_handler import MetricsHandler
 from gallery_builder.page import make_template_env
 from gallery_common.hub_contract import (
     BUILDER_PORT,
@@ -95,6 +97,7 @@ def make_app(ctx: BuilderContext, images: DockerImages, cookie_secret: str) -> w
         [
             (r"/health", HealthHandler, {"state_dir": ctx.settings.state_dir, "images": images}),
             *routes(ctx),
+            (SERVICE_PREFIX + "metrics", MetricsHandler, {"ctx": ctx}),
         ],
         cookie_secret=cookie_secret,
         template_env=make_template_env(),
@@ -127,7 +130,8 @@ async def serve(settings: BuilderSettings) -> None:
     )
     hub_auth = make_hub_auth(read_service_token(Path(SERVICE_TOKEN_FILE)))
     environments = Environments(store, queue, images, RequestRules.from_settings(settings))
-    ctx = BuilderContext(settings, environments, events, hub_auth)
+    metrics = BuildMetrics(store.list, lambda: images.api)
+    ctx = BuilderContext(settings, environments, events, hub_auth, metrics)
     cookie_secret, _ = read_or_create_secret(settings.state_dir / "cookie-secret")
     queue.start()
     make_app(ctx, images, cookie_secret).listen(BUILDER_PORT)

@@ -11,6 +11,7 @@ Routes (under the service prefix, hub_contract.SERVICE_PREFIX = /services/enviro
     POST   api/environments/{id}/cancel        cancel a queued or running build
     GET    api/environments/{id}/log           Server-Sent Events, resumable
     GET    oauth_callback                      JupyterHub OAuth
+    GET    metrics                             Prometheus (metrics_handler.py, read:metrics)
 Who may: JupyterHub admins (scope admin-ui) and holders of custom:environments:manage,
 checked by JupyterHub's own HubOAuth against the token's scopes; holders of
 custom:environments:read may list; others get 403, anonymous requests 401.
@@ -36,6 +37,7 @@ from jupyterhub.services.auth import (
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from gallery_builder.build_metrics import BuildMetrics
 from gallery_builder.build_request import ValidationError, derive_name
 from gallery_builder.build_store import TERMINAL_STATES, BuildRecord
 from gallery_builder.builder_settings import BuilderSettings
@@ -68,6 +70,7 @@ class BuilderContext:
     environments: Environments
     events: LogEvents
     hub_auth: HubOAuth
+    metrics: BuildMetrics | None = None
 
 
 class BaseHandler(HubOAuthenticated, web.RequestHandler):
