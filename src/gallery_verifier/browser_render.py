@@ -25,6 +25,7 @@ from playwright.sync_api import Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from gallery_common.verifier_contract import (
+    HUB_ORIGIN,
     LOGIN_HEADER,
     MAX_SCREENSHOT_HEIGHT,
     THUMBNAIL_SIZE,
@@ -45,6 +46,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# Behind HTTPS every cookie of the hub and the user servers is Secure; the verifier reaches
+# them over the stack's plain-HTTP network, which chromium then has to count as secure.
+VERIFIER_ARGS = [*CHROMIUM_ARGS, f"--unsafely-treat-insecure-origin-as-secure={HUB_ORIGIN}"]
 # After Voila has finished: time for widgets and images before the screenshot.
 SETTLE_TIMEOUT_MS = 10_000
 
@@ -107,7 +111,7 @@ def render(page_url: str, login_url: str, login_secret: str, timeout_s: float) -
     """Log in, open `page_url`, wait for Voila (at most `timeout_s`), read and photograph it."""
     with sync_playwright() as playwright:
         try:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=VERIFIER_ARGS)
         except PlaywrightError as e:
             raise RenderFailed(f"chromium did not start: {e}") from e
         try:
