@@ -113,6 +113,7 @@ def test_a_broken_example_is_shown_broken_and_visitors_cannot_launch_it(
         expect(page.locator(".verification-error")).to_contain_text("KeyError in cell 3 of 4")
         expect(page.locator("pre.traceback")).to_contain_text("KeyError: 'sessions'")
         expect(page.locator("img.screenshot")).to_be_visible()
+        page.wait_for_function("document.querySelector('img.screenshot').naturalWidth > 0")
         assert page.evaluate("document.querySelector('img.screenshot').naturalWidth") == 1280
         page.screenshot(path=str(artifacts / "gallery-broken-admin.png"), full_page=True)
         keep_for_readme(artifacts, "gallery-broken-admin.png")
