@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from functools import partial
 from pathlib import Path
 
@@ -28,9 +29,17 @@ from gallery_hub.gallery_state import CachedValue, builder_environments, built_a
 from gallery_hub.gallery_verification import GalleryVerification
 from gallery_hub.hub_api_client import HubAPI
 from gallery_hub.stopped_example import stopped_example_handlers
+from gallery_hub.system_visitor import SYSTEM_VISITOR, is_system_visitor
 from gallery_hub.verification import Verification
-from gallery_hub.visitors import is_visitor, is_warm, strip_default_role_from_visitors
+from gallery_hub.visitors import (
+    VISITOR_PREFIX,
+    is_visitor,
+    is_warm,
+    strip_default_role_from_visitors,
+)
 from gallery_hub.warm_pool import WarmPool
+
+VISITOR_NAME = re.compile(re.escape(VISITOR_PREFIX) + "[0-9a-f]{16}")
 
 
 class GalleryHandlersMixin(LoggingConfigurable):
@@ -130,9 +139,15 @@ class GalleryHandlersMixin(LoggingConfigurable):
 
     def add_user(self, user):
         """Visitors never join `allowed_users` (JupyterHub would give them the `user` role)."""
-        if is_visitor(user):
+        if is_visitor(user) or is_system_visitor(user):
             return None
         return super().add_user(user)
+
+    def check_blocked_users(self, username, authentication=None):
+        """Nobody logs in as a visitor or the system visitor through an identity provider."""
+        if username == SYSTEM_VISITOR or VISITOR_NAME.fullmatch(username or ""):
+            return False
+        return super().check_blocked_users(username, authentication)
 
 
 def _visitor_server_states(users):
