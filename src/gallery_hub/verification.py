@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hmac
 import json
 import logging
@@ -31,6 +30,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from gallery_common.gallery_file import Example
 from gallery_common.verifier_contract import HUB_ORIGIN, RENDER_PATH, RenderError
+from gallery_hub.background_loop import run_steps
 from gallery_hub.gallery_source import GallerySource
 from gallery_hub.hub_api_client import HubAPI
 from gallery_hub.system_visitor import SYSTEM_VISITOR, ensure_system_visitor
@@ -114,18 +114,11 @@ class Verification:
 
     async def run(self) -> None:
         await asyncio.sleep(self.interval_s)  # let the hub finish starting
-        with contextlib.suppress(Exception):
+        try:
             await self._stop_leftovers()
-        while True:
-            try:
-                more = await self.step()
-            except Exception:
-                log.exception("verification: a step failed")
-                more = False
-            if not more:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.interval_s)
-            self._wake.clear()
+        except Exception:
+            log.exception("verification: could not stop the servers left from before")
+        await run_steps(self.step, self._wake, self.interval_s, "verification")
 
     async def step(self) -> bool:
         """Verify the most urgent due example; True if more are due."""

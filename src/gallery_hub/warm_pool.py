@@ -19,7 +19,6 @@ of it is in JupyterHub's database (the group, the servers): the pool survives re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
@@ -32,6 +31,7 @@ from jupyterhub import orm
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from gallery_common.gallery_file import Example
+from gallery_hub.background_loop import run_steps
 from gallery_hub.gallery_source import GallerySource
 from gallery_hub.hub_api_client import HubAPI
 from gallery_hub.visitors import VISITOR_PREFIX, WARM_GROUP, claim_warm_visitor, make_visitor
@@ -174,16 +174,7 @@ class WarmPool:
 
     async def run(self) -> None:
         await asyncio.sleep(self.interval_s)  # let the hub finish starting (its servers)
-        while True:
-            try:
-                busy = await self.reconcile()
-            except Exception:
-                log.exception("warm pool: reconcile failed")
-                busy = False
-            if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.interval_s)
-            self._wake.clear()
+        await run_steps(self.reconcile, self._wake, self.interval_s, "warm pool")
 
     def _user(self, name: str):
         try:
