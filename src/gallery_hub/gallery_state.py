@@ -69,7 +69,8 @@ class CachedValue:
             try:
                 self._value = self.fetch()
             except Exception as e:  # the page must render even if a source is down
-                log.warning("gallery state: %s failed: %s", self.fetch.__name__, e)
+                what = getattr(self.fetch, "func", self.fetch)  # a functools.partial too
+                log.warning("gallery state: %s failed: %s", getattr(what, "__name__", what), e)
                 self._value = self._value if self._value is not None else self.empty()
             self._at = now
         return self._value

@@ -80,7 +80,7 @@ def broken_image(stack, admin_token, gitserver):
 
 
 def test_a_broken_example_is_shown_broken_and_visitors_cannot_launch_it(
-    stack, broken_image, admin_password, artifacts
+    stack, demo_image, broken_image, admin_password, artifacts
 ):
     started = time.monotonic()
     info = wait_state(stack, "broken", {"broken"})
