@@ -34,6 +34,7 @@ import yaml
 
 from tests.e2e import harness as e2e
 from tests.e2e.environments_client import EnvironmentsClient
+from tests.e2e.hub_login import login
 
 OUTPUT = "The answer is 42"
 XSRF_FIELD = re.compile(r'name="_xsrf" value="([^"]+)"')
@@ -56,6 +57,20 @@ def wait_for(url: str, session: requests.Session, timeout: float = 300) -> None:
             pass
         time.sleep(0.05)
     raise AssertionError(f"{url} never showed the output")
+
+
+def wait_progress(stack, session: requests.Session, visitor: str, example: str) -> None:
+    """What JupyterHub's progress page does: follow the server's progress events to ready."""
+    xsrf = session.cookies.get("_xsrf", path="/hub/")
+    url = stack.url(f"/hub/api/users/{visitor}/servers/{example}/progress")
+    with session.get(url, params={"_xsrf": xsrf}, stream=True, timeout=600) as events:
+        for line in events.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                event = json.loads(line[5:])
+                if event.get("ready"):
+                    return
+                if event.get("failed"):
+                    raise AssertionError(f"{visitor}'s {example} failed: {event.get('message')}")
 
 
 def floor(image: str) -> float:
@@ -98,6 +113,8 @@ def click(stack, example: str) -> tuple[float, requests.Session, str]:
     )
     assert answer.status_code == 303, (answer.status_code, answer.text[:300])
     visitor = VISITOR.search(answer.headers["Location"]).group(1)
+    if "/spawn-pending/" in answer.headers["Location"]:
+        wait_progress(stack, session, visitor, example)
     wait_for(stack.url(f"/user/{visitor}/{example}/voila/render/app.ipynb"), session)
     return time.perf_counter() - start, session, visitor
 
@@ -125,22 +142,20 @@ def stop_visitors(stack, token: str) -> None:
         time.sleep(1)
 
 
-def warm_ready(stack, token) -> int:
+def warm_ready(stack, token, admin: requests.Session) -> int:
     group = api(stack, token, "GET", "/groups/gallery-warm").json()["users"]
     ready = 0
     for name in group:
         servers = api(stack, token, "GET", f"/users/{name}").json().get("servers", {})
         ready += bool(servers.get("warmdemo", {}).get("ready"))
-    page = requests.get(
-        stack.url("/hub/gallery"), headers={"Authorization": f"token {token}"}, timeout=30
-    ).text
+    page = admin.get(stack.url("/hub/gallery"), timeout=30).text  # admins see warm counts
     shown = re.search(r"(\d+)/\d+ warm", page)
     return min(ready, int(shown.group(1))) if shown else 0
 
 
-def wait_warm(stack, token, count: int, timeout: float = 600) -> None:
+def wait_warm(stack, token, admin, count: int, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
-    while warm_ready(stack, token) < count:
+    while warm_ready(stack, token, admin) < count:
         assert time.monotonic() < deadline, f"the pool never had {count} warm servers"
         time.sleep(0.5)
 
@@ -212,6 +227,14 @@ def report(name: str, values: list[float], base: float) -> str:
     )
 
 
+class Report(list):
+    """Lines of the report, printed as they come (a long run shows its progress)."""
+
+    def append(self, line: str) -> None:
+        print(line, flush=True)
+        super().append(line)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--launches", type=int, default=20)
@@ -220,10 +243,12 @@ def main() -> None:
     args = parser.parse_args()
 
     e2e.ARTIFACTS.mkdir(exist_ok=True)
-    lines = []
+    lines = Report()
     with e2e.running_stack(e2e.ARTIFACTS) as stack:
         gitserver = e2e.start_gitserver(stack)
-        token = e2e.make_admin_token(stack, e2e.read_admin_password(stack))
+        password = e2e.read_admin_password(stack)
+        token = e2e.make_admin_token(stack, password)
+        admin = login(stack.base_url, "admin", password)[0]
         client = EnvironmentsClient(stack.base_url, token)
         build = client.create(repository=f"{gitserver}/public/demo.git", name="gallery-demo")
         image = client.wait(build.json()["id"])["image"]
@@ -250,7 +275,7 @@ def main() -> None:
             set_warm(gallery_file, 1)
             warm = []
             for _ in range(args.launches):
-                wait_warm(stack, token, 1)
+                wait_warm(stack, token, admin, 1)
                 warm.append(click(stack, "warmdemo")[0])
                 stop_visitors(stack, token)
             lines.append(report(f"warm pool, {args.launches} sequential", warm, base))
@@ -266,7 +291,7 @@ def main() -> None:
             stop_visitors(stack, token)
 
             set_warm(gallery_file, 5)
-            wait_warm(stack, token, 5)
+            wait_warm(stack, token, admin, 5)
             idle = memory_mb(
                 [
                     line
@@ -299,7 +324,7 @@ def main() -> None:
             )
             stop_visitors(stack, token)
         client.request("DELETE", f"/{build.json()['id']}")
-    print("\n".join(lines))
+    print("\n== summary ==\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":

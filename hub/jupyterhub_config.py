@@ -96,6 +96,8 @@ c.GallerySpawner.egress_proxy = "http://egress:3128" if settings.user_egress == 
 c.GallerySpawner.tmp_size = settings.user_tmp_size
 c.GallerySpawner.log_max_size = settings.user_log_max_size
 c.GallerySpawner.disk_quota = settings.user_disk_quota
+# A start includes its wait in the start queue (GALLERY_START_CONCURRENCY at a time).
+c.GallerySpawner.start_timeout = 600
 c.GallerySpawner.max_memory_gb = settings.max_memory_gb
 c.GallerySpawner.max_cpu = settings.max_cpu
 # Container names: <project>-user-<name> (plus --<server> for named servers).
@@ -118,6 +120,7 @@ if settings.https:
     )
 # User servers outlive a hub restart; the hub finds them again when it starts.
 c.JupyterHub.cleanup_servers = False
+c.GallerySpawner.data_volume = settings.data_volume
 c.GallerySpawner.volumes = {
     settings.data_volume: {
         "bind": settings.data_mount_path,

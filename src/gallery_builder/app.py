@@ -13,12 +13,12 @@ from tornado import web
 
 from gallery_builder.build_metrics import BuildMetrics
 from gallery_builder.build_queue import BuildQueue
-from gallery_builder.build_runner import BuildRunner
+from gallery_builder.build_setup import build_boxes, build_runner, fetch_guard
 from gallery_builder.build_store import BuildStore
 from gallery_builder.builder_settings import BuilderSettings
 from gallery_builder.docker_images import DockerImages
 from gallery_builder.environments import Environments, RequestRules
-from gallery_builder.handlers import ACCESS_SCOPES, BuilderContext, routes
+from gallery_builder.handlers import ACCESS_SCOPES, MAX_BODY_BYTES, BuilderContext, routes
 from gallery_builder.health import check_docker, check_state_dir, report
 from gallery_builder.log_events import LogEvents
 from gallery_builder.metrics_handler import MetricsHandler
@@ -35,6 +35,8 @@ from gallery_common.secret_files import read_or_create_secret
 log = logging.getLogger("gallery_builder")
 
 INTERRUPTED_REASON = "the builder restarted while this build was queued or running"
+# How often previous images that a container kept are looked at again.
+SWEEP_SECONDS = 15.0
 
 
 class HealthHandler(web.RequestHandler):
@@ -116,11 +118,15 @@ async def serve(settings: BuilderSettings) -> None:
         log.warning("marked %d interrupted build(s) as failed", len(interrupted))
     events = LogEvents()
     images = DockerImages()
-    # No build runs yet: temporary tags of builds cut off by a restart can go.
+    # No build runs yet: temporary tags and boxes of builds cut off by a restart can go.
     leftovers = await asyncio.to_thread(images.remove_build_leftovers)
     if leftovers:
         log.warning("removed leftovers of interrupted builds: %s", ", ".join(leftovers))
-    runner = BuildRunner(images=images, engine=settings.engine)
+    boxes = await asyncio.to_thread(build_boxes(settings, images).remove_leftovers)
+    if boxes:
+        log.warning("removed %d build box(es) of interrupted builds", boxes)
+    guard = fetch_guard(settings, images)
+    runner = build_runner(settings, images, guard=guard)
     queue = BuildQueue(
         store,
         runner,
@@ -129,18 +135,41 @@ async def serve(settings: BuilderSettings) -> None:
         on_event=events.notify,
     )
     hub_auth = make_hub_auth(read_service_token(Path(SERVICE_TOKEN_FILE)))
-    environments = Environments(store, queue, images, RequestRules.from_settings(settings))
+    rules = RequestRules.from_settings(settings, host_addresses=guard.host_addresses)
+    environments = Environments(
+        store,
+        queue,
+        images,
+        rules,
+        keep_previous=settings.keep_previous,
+        min_free_disk_gb=settings.min_free_disk_gb,
+        stack=settings.stack,
+    )
     metrics = BuildMetrics(store.list, lambda: images.api)
     ctx = BuilderContext(settings, environments, events, hub_auth, metrics)
     cookie_secret, _ = read_or_create_secret(settings.state_dir / "cookie-secret")
     queue.start()
-    make_app(ctx, images, cookie_secret).listen(BUILDER_PORT)
+    make_app(ctx, images, cookie_secret).listen(BUILDER_PORT, max_body_size=MAX_BODY_BYTES)
     log.info("builder listening on port %d, state in %s", BUILDER_PORT, settings.state_dir)
+    sweeper = asyncio.create_task(sweep_forever(environments), name="sweep-previous-images")
     try:
         await asyncio.Event().wait()
     finally:
+        sweeper.cancel()
         await queue.stop()
         store.close()
+
+
+async def sweep_forever(environments: Environments, every_s: float = SWEEP_SECONDS) -> None:
+    """Remove previous images a container kept, once it is gone (and at start)."""
+    while True:
+        try:
+            for note in await environments.sweep():
+                if note.startswith("Removed"):
+                    log.info("%s", note)
+        except Exception:  # Docker away for a moment: try again next time
+            log.exception("could not sweep previous images")
+        await asyncio.sleep(every_s)
 
 
 def main() -> None:

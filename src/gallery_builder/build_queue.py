@@ -23,6 +23,7 @@ from gallery_builder.git_access import Scrubber
 
 log = logging.getLogger(__name__)
 
+LOG_FLUSH_SECONDS = 0.1
 CANCELLED_REASON = "cancelled by an admin"
 STOPPED_REASON = "the builder stopped before the build finished"
 
@@ -76,6 +77,7 @@ class BuildQueue:
         self._workers: list[asyncio.Task[None]] = []
         # Set once a submitted build has ended and nothing runs for it any more.
         self._ended: dict[str, asyncio.Event] = {}
+        self._logs: dict[str, _LogBatch] = {}
 
     # --- control --------------------------------------------------------------------------
 
@@ -102,7 +104,7 @@ class BuildQueue:
         self._stop_reasons.clear()
         for build_id in list(self._pending):
             del self._pending[build_id]
-            self._finish(build_id, BuildState.FAILED, reason=STOPPED_REASON)
+            await self._finish(build_id, BuildState.FAILED, reason=STOPPED_REASON)
             self._mark_ended(build_id)
         for build_id in list(self._ended):
             self._mark_ended(build_id)
@@ -135,7 +137,7 @@ class BuildQueue:
         (killing repo2docker); this returns once the build has been recorded as ended.
         """
         if self._pending.pop(build_id, None) is not None:
-            cancelled = self._finish(build_id, BuildState.CANCELLED, reason=CANCELLED_REASON)
+            cancelled = await self._finish(build_id, BuildState.CANCELLED, reason=CANCELLED_REASON)
             self._mark_ended(build_id)
             return cancelled
         task = self._running.get(build_id)
@@ -199,27 +201,29 @@ class BuildQueue:
             async with asyncio.timeout(self._timeout_s):
                 outcome = await self._runner.run(build_id, request, self._emitter(build_id, scrub))
         except TimeoutError:
-            self._fail(build_id, f"timed out after {self._timeout_s:g} s")
+            await self._fail(build_id, f"timed out after {self._timeout_s:g} s")
         except asyncio.CancelledError:
             state, reason = self._stop_reasons.get(
                 build_id, (BuildState.CANCELLED, CANCELLED_REASON)
             )
             self._emit(build_id, f"Build {state.value}: {reason}\n")
-            self._finish(build_id, state, reason=reason)
+            await self._finish(build_id, state, reason=reason)
             raise
         except Exception as e:  # a bug or an unforeseen failure must not leave it BUILDING
             log.exception("build %s crashed", build_id)
-            self._fail(build_id, scrub(str(e) or type(e).__name__))
+            await self._fail(build_id, scrub(str(e) or type(e).__name__))
         else:
-            self._record_outcome(build_id, outcome, scrub)
+            await self._record_outcome(build_id, outcome, scrub)
+        finally:
+            self._logs.pop(build_id, None)
 
-    def _record_outcome(self, build_id: str, outcome: RunOutcome, scrub: Scrubber) -> None:
+    async def _record_outcome(self, build_id: str, outcome: RunOutcome, scrub: Scrubber) -> None:
         if outcome.image:
             self._update_image(build_id, outcome.image)
         if outcome.state not in (BuildState.BUILT, BuildState.FAILED):
-            self._fail(build_id, f"the runner returned an unexpected state {outcome.state!r}")
+            await self._fail(build_id, f"the runner returned an unexpected state {outcome.state!r}")
             return
-        self._finish(
+        await self._finish(
             build_id,
             BuildState(outcome.state),
             reason=scrub(outcome.reason) if outcome.reason else None,
@@ -244,22 +248,20 @@ class BuildQueue:
         return emit
 
     def _emit(self, build_id: str, line: str) -> None:
-        try:
-            self._store.append_log(build_id, line)
-        except KeyError:
-            return  # the build was deleted; nobody is listening
-        except Exception:
-            # losing a log line must not crash the build, nor leave it stuck in BUILDING
-            log.exception("could not store a log line of build %s", build_id)
-            return
-        self._notify(build_id)
+        batch = self._logs.get(build_id)
+        if batch is None:
+            batch = self._logs[build_id] = _LogBatch(self._store, build_id, self._notify)
+        batch.add(line)
 
-    def _fail(self, build_id: str, reason: str) -> None:
+    async def _fail(self, build_id: str, reason: str) -> None:
         self._emit(build_id, f"Build failed: {reason}\n")
-        self._finish(build_id, BuildState.FAILED, reason=reason)
+        await self._finish(build_id, BuildState.FAILED, reason=reason)
 
-    def _finish(self, build_id: str, state: BuildState, **fields: Any) -> bool:
-        """Record a final state; False if the build is gone or had already ended."""
+    async def _finish(self, build_id: str, state: BuildState, **fields: Any) -> bool:
+        """Record a final state, after the log; False if the build is gone or had ended."""
+        batch = self._logs.get(build_id)
+        if batch is not None:
+            await batch.flush()
         return self._set_state(build_id, state, **fields)
 
     def _set_state(self, build_id: str, state: BuildState, **fields: Any) -> bool:
@@ -281,3 +283,46 @@ class BuildQueue:
             self._on_event(build_id)
         except Exception:
             log.exception("on_event failed for build %s", build_id)
+
+
+class _LogBatch:
+    """A build's log lines on their way to the store: written together, off the event loop.
+
+    `add` only queues; a write follows within LOG_FLUSH_SECONDS, and `flush` writes what is
+    left (the queue awaits it before a final state, so a stream never ends before its log).
+    """
+
+    def __init__(self, store: BuildStore, build_id: str, notify: Callable[[str], None]) -> None:
+        self._store = store
+        self._build_id = build_id
+        self._notify = notify
+        self._pending: list[str] = []
+        self._lock = asyncio.Lock()
+        self._scheduled: asyncio.Task[None] | None = None
+
+    def add(self, line: str) -> None:
+        self._pending.append(line)
+        if self._scheduled is None:
+            self._scheduled = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        try:
+            await asyncio.sleep(LOG_FLUSH_SECONDS)
+        finally:
+            self._scheduled = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write every queued line (in order; one transaction per batch)."""
+        async with self._lock:
+            while self._pending:
+                lines, self._pending = self._pending, []
+                try:
+                    await asyncio.to_thread(self._store.append_logs, self._build_id, lines)
+                except KeyError:
+                    return  # the build was deleted; nobody is listening
+                except Exception:
+                    # losing log lines must not crash the build, nor leave it in BUILDING
+                    log.exception("could not store log lines of build %s", self._build_id)
+                    return
+                self._notify(self._build_id)

@@ -54,12 +54,17 @@ def validate_repository_url(
     *,
     allow_private: bool = True,
     blocked_hosts: frozenset[str] = frozenset(),
+    host_addresses: frozenset[str] = frozenset(),
     resolve: Resolver = socket.getaddrinfo,
 ) -> str:
     """The URL git may fetch from (see `repository_policy`); else ValidationError."""
     try:
         return check_repository_url(
-            url, allow_private=allow_private, blocked_hosts=blocked_hosts, resolve=resolve
+            url,  # type: ignore[arg-type]
+            allow_private=allow_private,
+            blocked_hosts=blocked_hosts,
+            host_addresses=host_addresses,
+            resolve=resolve,
         )
     except RepositoryRefused as e:
         raise ValidationError("repository", str(e)) from None
@@ -81,6 +86,8 @@ def _ref_problem(ref: str) -> str | None:
         return f"must be at most {_MAX_REF_LENGTH} characters"
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in ref):
         return "must not contain control characters"
+    if not ref.isprintable():
+        return "must not contain unprintable characters"
     for ch in _REF_FORBIDDEN:
         if ch in ref:
             return f"must not contain {ch!r}"
@@ -317,6 +324,7 @@ def parse_build_request(
     max_cpu: float,
     allow_private: bool = True,
     blocked_hosts: frozenset[str] = frozenset(),
+    host_addresses: frozenset[str] = frozenset(),
     resolve: Resolver = socket.getaddrinfo,
     check_repository: RepositoryCheck | None = None,
 ) -> BuildRequest:
@@ -333,7 +341,11 @@ def parse_build_request(
         raise ValidationError("repository", "is required")
     if check_repository is None:
         repository = validate_repository_url(
-            repository, allow_private=allow_private, blocked_hosts=blocked_hosts, resolve=resolve
+            repository,
+            allow_private=allow_private,
+            blocked_hosts=blocked_hosts,
+            host_addresses=host_addresses,
+            resolve=resolve,
         )
     else:
         repository = check_repository(repository)

@@ -1,11 +1,20 @@
 """Run one build: resolve the ref with git, then turn the commit into an image with repo2docker.
 
+Before git runs, the repository URL is checked again and git is held to the addresses the
+check saw (`fetch_guard`); the builder fetches the commit and its checked submodules, and
+repo2docker builds that directory, its steps in the build's box (`build_box`: limits, a
+sealed network, the egress proxy). A build is refused while Docker's data root has less
+free space than configured.
+
 repo2docker builds under a temporary tag ("<name>:gallery-build-<id>"); only a successful
-build is tagged with the environment's real name. That keeps a failed or cancelled build from
-ever replacing a working image, and stops repo2docker from "reusing" an older image that
-happens to carry the same name. Git access (credentials, askpass, scrubbing) is in
-`git_access`, ref lookup in `git_refs`, child processes in `processes`, and the repo2docker
-command line in `repo2docker_command`.
+build is tagged with the environment's real name, and the image it replaces keeps a
+previous tag for roll back (`image_retention`). Whatever the outcome, the layers a build
+made that nothing needs (a failed step's parents, a cancelled build's) are removed. The
+temporary tag keeps a failed or cancelled build from ever replacing a working image, and
+stops repo2docker from "reusing" an older image that happens to carry the same name. Git
+access (credentials, askpass, scrubbing) is in `git_access`, ref lookup in `git_refs`,
+checkouts in `git_fetch`, child processes in `processes`, and the repo2docker command
+line in `repo2docker_command`.
 """
 
 from __future__ import annotations
@@ -23,16 +32,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from docker.errors import APIError, DockerException
+from docker.errors import DockerException
 from requests.exceptions import RequestException
 
+from gallery_builder.build_box import Box, BoxError, BuildBoxes
 from gallery_builder.build_request import BuildRequest, image_name
 from gallery_builder.build_store import BuildState
 from gallery_builder.docker_errors import describe_docker_error
 from gallery_builder.docker_images import DockerImages, build_tag
+from gallery_builder.fetch_guard import FetchGuard, Pins
 from gallery_builder.git_access import Scrubber, git_environment, write_askpass
-from gallery_builder.git_fetch import shallow_checkout
+from gallery_builder.git_fetch import checkout_commit
 from gallery_builder.git_refs import ResolvedRef, resolve_ref
+from gallery_builder.image_retention import Retention, previous_tag
 from gallery_builder.processes import (
     DEFAULT_KILL_GRACE_S,
     ProcessError,
@@ -42,15 +54,19 @@ from gallery_builder.processes import (
 )
 from gallery_builder.repo2docker_command import (
     DEFAULT_ENGINE,
+    EngineOptions,
     repo2docker_command,
     write_repo2docker_config,
 )
+from gallery_builder.repository_policy import RepositoryRefused
 from gallery_common.image_labels import make_labels, strip_credentials
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GIT_TIMEOUT_S = 60.0
 _ERROR_LINE = re.compile(r"error|fatal|failed|exception", re.IGNORECASE)
+# How the classic builder reports a step killed by SIGKILL (the kernel's OOM killer).
+_KILLED_STEP = re.compile(r"returned a non-zero code: 137")
 
 
 class BuildError(Exception):
@@ -111,6 +127,12 @@ class BuildRunner:
         base_env: Mapping[str, str] | None = None,
         reuse_existing: bool = True,
         on_line: Callable[[str], None] | None = None,
+        guard: FetchGuard | None = None,
+        boxes: BuildBoxes | None = None,
+        keep_previous: int = 1,
+        min_free_disk_gb: float = 0,
+        trim_slow_imports: bool = False,
+        stack: str = "",
     ) -> None:
         """Configure the runner.
 
@@ -120,6 +142,11 @@ class BuildRunner:
         With `reuse_existing` (the default) an image already built from the resolved commit
         with the same limits is kept instead of built again; False always builds.
         `on_line` gets every log line too (scrubbed), e.g. to echo it on a terminal.
+        `guard` checks the repository (and submodules) again at fetch time; `boxes` give
+        each build its limits and sealed network (None: no limits, Docker's default
+        network); `keep_previous` previous images stay per environment; builds are refused
+        below `min_free_disk_gb` free (0: no check); `trim_slow_imports` removes
+        rfc3987_syntax from the image; `stack` labels the images with the compose project.
         """
         self.images = images or DockerImages()
         self.repo2docker = repo2docker or _default_repo2docker()
@@ -131,6 +158,12 @@ class BuildRunner:
         self.base_env = base_env
         self.reuse_existing = reuse_existing
         self.on_line = on_line
+        self.guard = guard or FetchGuard()
+        self.boxes = boxes
+        self.retention = Retention(self.images, keep_previous)
+        self.min_free_disk_gb = min_free_disk_gb
+        self.trim_slow_imports = trim_slow_imports
+        self.stack = stack
 
     async def run(
         self, build_id: str, request: BuildRequest, emit: Callable[[str], None]
@@ -161,6 +194,14 @@ class BuildRunner:
 
     async def _build(self, state: _BuildState) -> RunOutcome:
         request, say = state.request, state.say
+        await self._check_free_disk()
+        try:
+            # Checked again (the build may have waited): these addresses are git's.
+            state.pins = await asyncio.to_thread(
+                Pins.for_repository, state.workdir, request.repository, self.guard
+            )
+        except RepositoryRefused as e:
+            raise BuildError(f"repository: {e}") from None
         resolved = await resolve_ref(
             state.workdir,
             request.repository,
@@ -170,6 +211,7 @@ class BuildRunner:
             askpass=state.askpass,
             scrub=say.scrub,
             base_env=self.base_env,
+            pins=state.pins,
         )
         state.commit = resolved.commit
         state.image = image_name(request.name, request.ref or resolved.ref_name or "latest")
@@ -188,8 +230,7 @@ class BuildRunner:
             state.phase(f"Using the current image of {state.image} as the layer cache")
         status, last_error = await self._repo2docker(state, resolved, previous)
         if status != 0:
-            detail = f": {last_error}" if last_error else ""
-            return state.failed(f"repo2docker exited with status {status}{detail}")
+            return state.failed(self._failure_reason(status, last_error))
         state.phase("repo2docker finished; publishing the image")
         size, notes = await asyncio.to_thread(
             self._publish, state.temp_image, state.image, resolved.commit
@@ -198,6 +239,29 @@ class BuildRunner:
             say(note)
         state.phase(f"Built {state.image} ({_human_size(size)})")
         return state.outcome(BuildState.BUILT, image_size=size)
+
+    async def _check_free_disk(self) -> None:
+        """BuildError when Docker's data root has less free space than configured."""
+        if self.min_free_disk_gb <= 0:
+            return
+        usage = await asyncio.to_thread(self.images.data_root_usage)
+        if usage.free < self.min_free_disk_gb * 1024**3:
+            raise BuildError(
+                f"only {usage.free / 1024**3:.1f} GB free on Docker's data root, below "
+                f"GALLERY_MIN_FREE_DISK_GB ({self.min_free_disk_gb:g} GB): delete "
+                "environments or prune unused images first"
+            )
+
+    def _failure_reason(self, status: int, last_error: str) -> str:
+        """Why repo2docker failed, in the admin's terms (out of memory when a step was killed)."""
+        if _KILLED_STEP.search(last_error) and self.boxes is not None:
+            limit = self.boxes.settings.memory_gb
+            return (
+                "a build step ran out of memory and was killed (exit code 137): builds may "
+                f"use at most {limit:g} GB (GALLERY_BUILD_MEMORY_GB)"
+            )
+        detail = f": {last_error}" if last_error else ""
+        return f"repo2docker exited with status {status}{detail}"
 
     async def _reusable(self, image: str, request: BuildRequest, commit: str) -> bool:
         """True when `image` exists, built from this commit with the same limits."""
@@ -226,30 +290,47 @@ class BuildRunner:
             memory_limit_gb=request.memory_gb,
             cpu_limit=request.cpu,
             builder_version=self.builder_version,
+            stack=self.stack,
         )
-        # One commit, shallow, fetched here: repo2docker then builds the directory instead of
-        # cloning the whole history. If the server will not send the commit on its own,
-        # repo2docker clones as it always did.
-        source = request.repository
-        state.phase(f"Fetching commit {resolved.commit[:7]} (depth 1)")
-        checkout = await shallow_checkout(
-            state.workdir / "checkout",
-            request.repository,
-            resolved.commit,
-            request.credentials,
-            askpass=state.askpass,
-            base_env=self.base_env,
-            note=state.say,
-            scrub=state.say.scrub,
-        )
-        if checkout is not None:
-            source = str(checkout)
-        else:
-            state.phase("repo2docker clones the repository itself")
+        # One commit (shallow where the server allows), fetched here with its checked
+        # submodules: repo2docker then builds the directory and clones nothing itself.
+        state.phase(f"Fetching commit {resolved.commit[:7]}")
+        assert state.pins is not None
+        try:
+            checkout = await checkout_commit(
+                state.workdir / "checkout",
+                request.repository,
+                resolved.commit,
+                request.credentials,
+                askpass=state.askpass,
+                pins=state.pins,
+                guard=self.guard,
+                base_env=self.base_env,
+                note=state.say,
+                scrub=state.say.scrub,
+            )
+        except ProcessError as e:
+            raise BuildError(str(e)) from None
+        source = str(checkout)
+        if self.boxes is not None:
+            try:
+                state.box = await asyncio.to_thread(self.boxes.open, state.build_id)
+            except BoxError as e:
+                raise BuildError(str(e)) from None
+            if state.box.network_mode:
+                state.phase("Build steps run in a sealed network: out only through the proxy")
+        box = state.box
         config = write_repo2docker_config(
             state.workdir / "repo2docker_config.py",
             labels,
             cache_from=[cache_image] if cache_image else [],
+            engine=EngineOptions(
+                network_mode=box.network_mode if box else "",
+                limits=box.limits if box else {},
+                build_args=box.build_args if box else {},
+                layers_file=str(state.layers_file),
+                trim_slow_imports=self.trim_slow_imports,
+            ),
         )
         state.temp_image = build_tag(state.image or "", state.build_id)
         argv = repo2docker_command(
@@ -280,11 +361,17 @@ class BuildRunner:
             state.say(line)
             recent.append(line.strip())
         status = await process.wait()
-        errors = [line for line in recent if line and _ERROR_LINE.search(line)]
+        # A step killed for memory is the reason, whatever repo2docker printed after it.
+        errors = [line for line in recent if line and _KILLED_STEP.search(line)]
+        errors = errors or [line for line in recent if line and _ERROR_LINE.search(line)]
         return status, (errors[-1][:300] if errors else "")
 
     def _publish(self, temp_image: str, image: str, commit: str) -> tuple[int | None, list[str]]:
-        """Give the finished build its real name; (size, log notes). Runs in a thread."""
+        """Give the finished build its real name; (size, log notes). Runs in a thread.
+
+        The image it replaces keeps a previous tag (roll back); previous images beyond the
+        kept ones go, unless a container uses them (a later sweep removes them).
+        """
         labels = self.images.labels(temp_image)
         if labels is None or labels.commit != commit:
             raise BuildError(f"repo2docker succeeded but {temp_image} is missing or unlabelled")
@@ -293,18 +380,12 @@ class BuildRunner:
         self.images.tag(temp_image, image)
         self.images.remove(temp_image)
         if previous is not None and previous != self.images.image_id(image):
-            notes.append(self._drop_previous(previous, image))
+            kept = previous_tag(image, previous)
+            self.images.tag(previous, kept)
+            if self.retention.keep > 0:
+                notes.append(f"The image it replaces stays as {kept}, to roll back to")
+        notes += self.retention.sweep([image])
         return self.images.size(image), notes
-
-    def _drop_previous(self, previous: str, image: str) -> str:
-        """Remove the image `image` used to name, unless something still uses or names it."""
-        try:
-            # prune: its untagged parents are that build's own intermediate layers
-            self.images.remove(previous, prune=True)
-        except APIError as e:
-            # 409: a (possibly stopped) container still uses it, or it has other tags
-            return f"Kept the previous image of {image} ({describe_docker_error(e)})"
-        return f"Removed the previous image of {image}"
 
     async def _cleanup(self, state: _BuildState) -> None:
         """Kill what is still running, drop an unpublished temporary tag, delete temp files."""
@@ -314,11 +395,26 @@ class BuildRunner:
                 await terminate_process_group(state.process, self.kill_grace_s)
                 with contextlib.suppress(Exception):
                     state.say("Stopped repo2docker")
+            if state.box is not None and self.boxes is not None:
+                await asyncio.to_thread(self.boxes.close, state.box)
             if state.temp_image is not None:
                 # normally already untagged; after a failed publish it takes its layers along
                 await asyncio.to_thread(self._remove_quietly, state.temp_image)
+            await asyncio.to_thread(self._remove_layers, state.layer_ids())
         finally:
             shutil.rmtree(state.workdir, ignore_errors=True)
+
+    def _remove_layers(self, layers: list[str]) -> None:
+        """Remove the untagged layers of this build that nothing needs (any outcome)."""
+        if not layers:
+            return
+        try:
+            removed = self.images.remove_layers(layers)
+        except Exception as e:  # cleanup must not turn a result into a crash
+            log.warning("could not remove a build's layers: %s", describe_docker_error(e))
+            return
+        if removed:
+            log.info("removed %d unused layer(s) of a build", len(removed))
 
     def _remove_quietly(self, image: str) -> None:
         try:
@@ -345,8 +441,22 @@ class _BuildState:
     image: str | None = None
     temp_image: str | None = None
     process: asyncio.subprocess.Process | None = None
+    pins: Pins | None = None
+    box: Box | None = None
     _askpass: Path | None = None
     started: float = field(default_factory=time.monotonic)
+
+    @property
+    def layers_file(self) -> Path:
+        """Where the engine writes the id of every image this build makes."""
+        return self.workdir / "layers"
+
+    def layer_ids(self) -> list[str]:
+        """The image ids the engine reported, in order (empty before it ran)."""
+        try:
+            return self.layers_file.read_text(encoding="ascii").split()
+        except (OSError, UnicodeDecodeError):
+            return []
 
     def phase(self, text: str) -> None:
         """Log a step of the build with the seconds since it started, e.g. "[  2.31 s] ..."."""

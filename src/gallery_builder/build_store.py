@@ -1,8 +1,12 @@
 """Build records and build logs kept in sqlite, so they survive restarts of the builder and hub.
 
 One connection is shared by all threads and guarded by a lock; every write runs in its own
-`BEGIN IMMEDIATE` transaction. The tornado layer may call the store directly or through
-`asyncio.to_thread`.
+`BEGIN IMMEDIATE` transaction (log lines come in batches, one transaction each). The tornado
+layer may call the store directly or through `asyncio.to_thread`.
+
+A build's stored log is capped: its first half of the cap is kept as it came, then one
+marker chunk, then the most recent half: older chunks of the tail are deleted as new ones
+arrive, and the marker says how much of the middle was elided.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import sqlite3
 import stat
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -24,8 +29,17 @@ from urllib.parse import urlsplit
 
 DB_FILE_MODE = 0o600
 DEFAULT_LOG_CAP_BYTES = 5 * 1024 * 1024
-LOG_TRUNCATED_MARKER = "[log truncated]\n"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+
+def elided_marker(lines: int, size: int) -> str:
+    """The chunk between a capped log's head and tail."""
+    if not lines:
+        return "[... the middle of this log is not kept: only its start and its end ...]\n"
+    return (
+        f"[... {lines} lines ({size / 1e6:.1f} MB) of this log elided: "
+        "only its start and its end are kept ...]\n"
+    )
 
 
 class BuildState(StrEnum):
@@ -138,6 +152,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX builds_by_image ON builds (image, pk)",
         "DROP INDEX builds_by_commit",
     ),
+    # 3: head and tail of a capped log (log_truncated now means "the tail is being kept").
+    (
+        "ALTER TABLE builds ADD COLUMN log_marker_seq INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE builds ADD COLUMN log_elided_lines INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE builds ADD COLUMN log_elided_bytes INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION  # a new migration must bump SCHEMA_VERSION
 
@@ -193,8 +213,12 @@ class BuildStore:
             raise ValueError("log_cap_bytes must be positive")
         self.path = Path(path)
         self._log_cap = log_cap_bytes
+        self._head_cap = log_cap_bytes // 2
+        self._tail_cap = log_cap_bytes - self._head_cap
         self._clock = clock
         self._lock = threading.Lock()
+        # Per build in tail mode: its tail chunks (seq, bytes) and their total.
+        self._tails: dict[str, tuple[deque[tuple[int, int]], list[int]]] = {}
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # create the file ourselves so it is never, even briefly, readable by others
@@ -422,6 +446,7 @@ class BuildStore:
         """Remove a build and its log; False if there was no such build."""
         with self._transaction() as db:
             db.execute("DELETE FROM build_logs WHERE build_id = ?", (build_id,))
+            self._tails.pop(build_id, None)
             return db.execute("DELETE FROM builds WHERE id = ?", (build_id,)).rowcount > 0
 
     def fail_interrupted(self, reason: str) -> builtins.list[str]:
@@ -444,50 +469,104 @@ class BuildStore:
                     "UPDATE builds SET state = ?, reason = ?, finished_at = ? WHERE id = ?",
                     (BuildState.FAILED.value, reason, now, build_id),
                 )
-                self._append_log(db, build_id, f"Build marked as failed: {reason}\n")
+                self._append_log(db, build_id, [f"Build marked as failed: {reason}\n"])
         return ids
 
     # --- logs -----------------------------------------------------------------------------
 
     def append_log(self, build_id: str, text: str) -> int:
-        """Append a log chunk and return its sequence number (1, 2, ... per build).
+        """Append one log chunk; its sequence number (see `append_logs`)."""
+        return self.append_logs(build_id, [text])
 
-        Once the build's log reaches the cap, the part that fits is kept, a final
-        LOG_TRUNCATED_MARKER chunk is stored, and later chunks are dropped; the return
-        value is then the marker's number. Raises KeyError for an unknown build.
+    def append_logs(self, build_id: str, texts: Iterable[str]) -> int:
+        """Append log chunks in one transaction; the last sequence number (1, 2, ... per build).
+
+        The first half of the cap is kept as it came; past it, a marker chunk, then the
+        newest chunks up to the other half (older tail chunks are deleted, the marker
+        counts them). Raises KeyError for an unknown build.
         """
         with self._transaction() as db:
-            return self._append_log(db, build_id, text)
+            return self._append_log(db, build_id, texts)
 
-    def _append_log(self, db: sqlite3.Connection, build_id: str, text: str) -> int:
+    def _append_log(self, db: sqlite3.Connection, build_id: str, texts: Iterable[str]) -> int:
+        if isinstance(texts, str):
+            texts = [texts]
         row = db.execute(
-            "SELECT log_seq, log_bytes, log_truncated FROM builds WHERE id = ?", (build_id,)
+            "SELECT log_seq, log_bytes, log_truncated, log_marker_seq, log_elided_lines,"
+            " log_elided_bytes FROM builds WHERE id = ?",
+            (build_id,),
         ).fetchone()
         if row is None:
             raise KeyError(build_id)
-        seq, used = row["log_seq"], row["log_bytes"]
-        if row["log_truncated"]:
-            return seq  # the marker stays the last chunk
-        # lone surrogates (from undecodable output) cannot be stored; replace them
-        data = text.encode("utf-8", errors="replace")
-        chunks = [data.decode("utf-8")]
-        truncated = used + len(data) > self._log_cap
-        if truncated:
-            # keep what fits, cut on a character boundary
-            head = data[: self._log_cap - used].decode("utf-8", errors="ignore")
-            chunks = [head, LOG_TRUNCATED_MARKER] if head else [LOG_TRUNCATED_MARKER]
-            data = head.encode("utf-8")
-        for chunk in chunks:
-            seq += 1
-            db.execute(
-                "INSERT INTO build_logs (build_id, seq, text) VALUES (?, ?, ?)",
-                (build_id, seq, chunk),
-            )
+        seq, head_used, tailing = row["log_seq"], row["log_bytes"], bool(row["log_truncated"])
+        marker = row["log_marker_seq"]
+        inserts: list[tuple[str, int, str]] = []
+        for text in texts:
+            # lone surrogates (from undecodable output) cannot be stored; replace them
+            data = text.encode("utf-8", errors="replace")
+            if not tailing and head_used + len(data) <= self._head_cap:
+                seq += 1
+                inserts.append((build_id, seq, data.decode("utf-8")))
+                head_used += len(data)
+                continue
+            if not tailing:
+                # keep what fits of this chunk in the head, cut on a character boundary
+                head = data[: self._head_cap - head_used].decode("utf-8", errors="ignore")
+                if head:
+                    seq += 1
+                    inserts.append((build_id, seq, head))
+                    head_used += len(head.encode("utf-8"))
+                    data = data[len(head.encode("utf-8")) :]
+                seq += 1
+                marker = seq
+                inserts.append((build_id, seq, elided_marker(0, 0)))
+                tailing = True
+                self._tails[build_id] = (deque(), [0])
+            if data:
+                seq += 1
+                inserts.append((build_id, seq, data.decode("utf-8", errors="replace")))
+                self._tail(db, build_id, marker)[0].append((seq, len(data)))
+                self._tail(db, build_id, marker)[1][0] += len(data)
+        db.executemany("INSERT INTO build_logs (build_id, seq, text) VALUES (?, ?, ?)", inserts)
+        elided_lines, elided_bytes = row["log_elided_lines"], row["log_elided_bytes"]
+        if tailing:
+            chunks, total = self._tail(db, build_id, marker)
+            dropped_to = 0
+            while total[0] > self._tail_cap and len(chunks) > 1:
+                dropped_seq, size = chunks.popleft()
+                total[0] -= size
+                dropped_to = dropped_seq
+                elided_lines += 1
+                elided_bytes += size
+            if dropped_to:
+                db.execute(
+                    "DELETE FROM build_logs WHERE build_id = ? AND seq > ? AND seq <= ?",
+                    (build_id, marker, dropped_to),
+                )
+                db.execute(
+                    "UPDATE build_logs SET text = ? WHERE build_id = ? AND seq = ?",
+                    (elided_marker(elided_lines, elided_bytes), build_id, marker),
+                )
         db.execute(
-            "UPDATE builds SET log_seq = ?, log_bytes = ?, log_truncated = ? WHERE id = ?",
-            (seq, used + len(data), int(truncated), build_id),
+            "UPDATE builds SET log_seq = ?, log_bytes = ?, log_truncated = ?, log_marker_seq = ?,"
+            " log_elided_lines = ?, log_elided_bytes = ? WHERE id = ?",
+            (seq, head_used, int(tailing), marker, elided_lines, elided_bytes, build_id),
         )
         return seq
+
+    def _tail(
+        self, db: sqlite3.Connection, build_id: str, marker: int
+    ) -> tuple[deque[tuple[int, int]], list[int]]:
+        """The tail index of a build in tail mode (read back from the table if not known)."""
+        if build_id not in self._tails:
+            rows = db.execute(
+                "SELECT seq, length(CAST(text AS BLOB)) AS size FROM build_logs"
+                " WHERE build_id = ? AND seq > ? ORDER BY seq",
+                (build_id, marker),
+            ).fetchall()
+            chunks = deque((r["seq"], r["size"]) for r in rows)
+            self._tails[build_id] = (chunks, [sum(size for _, size in chunks)])
+        return self._tails[build_id]
 
     def read_log(self, build_id: str, after: int = 0) -> builtins.list[tuple[int, str]]:
         """Log chunks of a build with seq > `after`, in order (empty for an unknown build).

@@ -26,6 +26,21 @@ class BuilderSettings:
     max_cpu: float
     allow_private_repositories: bool
     engine: str
+    build_memory_gb: float = 4.0
+    build_cpu: float = 2.0
+    keep_previous: int = 1
+    min_free_disk_gb: float = 5.0
+    trim_slow_imports: bool = True
+    # Set by compose, not by an operator: the stack's name, the internal network builds run
+    # on (empty: Docker's default bridge, no sandbox) and the image that seals it.
+    project: str = ""
+    build_network: str = ""
+    seal_image: str = ""
+
+    @property
+    def stack(self) -> str:
+        """The stack label of the images built here: the compose project, else "local"."""
+        return self.project or "local"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BuilderSettings:
@@ -42,4 +57,12 @@ class BuilderSettings:
             max_cpu=env_float(env, "GALLERY_MAX_CPU", 8, minimum=0.01),
             allow_private_repositories=env_bool(env, "GALLERY_ALLOW_PRIVATE_REPOSITORIES", True),
             engine=engine,
+            build_memory_gb=env_float(env, "GALLERY_BUILD_MEMORY_GB", 4, minimum=0.1),
+            build_cpu=env_float(env, "GALLERY_BUILD_CPU", 2, minimum=0.01),
+            keep_previous=env_int(env, "GALLERY_KEEP_PREVIOUS", 1, minimum=0, maximum=100),
+            min_free_disk_gb=env_float(env, "GALLERY_MIN_FREE_DISK_GB", 5, minimum=0),
+            trim_slow_imports=env_bool(env, "GALLERY_TRIM_SLOW_IMPORTS", True),
+            project=env_str(env, "GALLERY_PROJECT"),
+            build_network=env_str(env, "GALLERY_BUILD_NETWORK"),
+            seal_image=env_str(env, "GALLERY_EGRESS_IMAGE"),
         )

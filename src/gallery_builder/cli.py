@@ -2,6 +2,7 @@
 
     build-image --repo URL|PATH [--ref REF] [--name NAME] [--memory GB] [--cpu N] [--force]
     build-image --file [GALLERY_FILE] [--force]
+    build-image --prune
 
 A build here is a build of the service: the same request validation (with the configured
 limits and the stack's own hosts refused), the same BuildRunner (repo2docker through the
@@ -13,6 +14,9 @@ Environments page and API and on the spawn page like any other.
 Only here may the repository be a local directory (never through the web API). It must be a
 git repository: it is built through a `file://` URL, so exactly the commit the ref names is
 built and labelled, never uncommitted changes.
+
+`--prune` removes this stack's environment images that no environment references (as the
+API's prune does) and builds nothing.
 
 Exit status: 0 when every image is built (or reused), 1 when one failed, 2 for bad arguments
 (nothing is built then), 130 when interrupted.
@@ -47,9 +51,10 @@ from gallery_builder.build_request import (
     validate_repository_url,
 )
 from gallery_builder.build_runner import BuildRunner
+from gallery_builder.build_setup import build_runner
 from gallery_builder.build_store import BuildRecord, BuildState, BuildStore
 from gallery_builder.builder_settings import BuilderSettings
-from gallery_builder.docker_images import DockerImages
+from gallery_builder.docker_images import CachedGateways, DockerImages
 from gallery_builder.environments import EnvironmentRefusal, Environments, RequestRules
 from gallery_common.gallery_file import GalleryFileError, load_gallery
 from gallery_common.settings import SettingError
@@ -170,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="git URL, or a local git repository directory, to build one image from",
     )
     source.add_argument(
+        "--prune",
+        action="store_true",
+        help="remove this stack's environment images that no environment references",
+    )
+    source.add_argument(
         "--file",
         nargs="?",
         const=_USE_DEFAULT_FILE,
@@ -281,6 +291,7 @@ def repository_check(base: Path, rules: RequestRules) -> RepositoryCheck:
             value,
             allow_private=rules.allow_private,
             blocked_hosts=rules.blocked_hosts,
+            host_addresses=rules.host_addresses(),
             resolve=rules.resolve,
         )
 
@@ -351,6 +362,8 @@ def collect_targets(
     args: argparse.Namespace, rules: RequestRules, env: Mapping[str, str]
 ) -> list[Target]:
     """The validated images the arguments ask for; UsageError if any argument is wrong."""
+    if args.prune:
+        return []
     if args.repo is not None:
         return [target_from_options(args, rules)]
     path = default_gallery_file(env) if args.file is _USE_DEFAULT_FILE else Path(args.file)
@@ -472,9 +485,9 @@ def make_runner(
     `reuse_existing=False` (--force) builds even a commit that is already built; `on_line`
     gets every log line (the terminal echo).
     """
-    return BuildRunner(
-        images=DockerImages(),
-        engine=settings.engine,
+    return build_runner(
+        settings,
+        DockerImages(),
         base_env=base_env,
         reuse_existing=reuse_existing,
         on_line=on_line,
@@ -625,7 +638,8 @@ def main(
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
     try:
         settings = BuilderSettings.from_env(env)
-        rules = RequestRules.from_settings(settings, resolve)
+        gateways = CachedGateways(DockerImages())
+        rules = RequestRules.from_settings(settings, resolve, host_addresses=gateways)
         targets = collect_targets(args, rules, env)
     except (UsageError, SettingError) as e:
         return _fail_usage(e)
@@ -672,7 +686,7 @@ def run_builds(
     Raises UsageError (a name taken by another repository: nothing is built), StoreError,
     and KeyboardInterrupt / CancelledError when interrupted (the running build is cancelled).
     """
-    if not targets:
+    if not targets and not args.prune:
         say(f"{PROG}: the gallery file lists no images; nothing to build\n")
     with ExitStack() as stack:
         if store is None:
@@ -687,7 +701,17 @@ def run_builds(
         queue = BuildQueue(
             store, runner, concurrency=1, timeout_s=settings.timeout_s, on_event=lambda _: None
         )
-        environments = Environments(store, queue, images, rules)
+        environments = Environments(
+            store,
+            queue,
+            images,
+            rules,
+            keep_previous=settings.keep_previous,
+            min_free_disk_gb=settings.min_free_disk_gb,
+            stack=settings.stack,
+        )
+        if args.prune:
+            return [prune_result(asyncio.run(environments.prune()), say)]
         check_names(targets, environments)
         builder = Builder(environments, recorded=not args.no_record)
 
@@ -695,6 +719,19 @@ def run_builds(
             say(result.summary() + "\n")
 
         return asyncio.run(stoppable(builder.build_all(targets, report)))
+
+
+def prune_result(result: Mapping[str, Any], say: Callable[[str], None]) -> BuildResult:
+    """Report a prune (what went, what stays and why) as one successful result."""
+    for image in result["removed"]:
+        say(f"removed {image}\n")
+    for kept in result["kept"]:
+        users = ", ".join(kept["used_by"]) or "Docker refused"
+        say(f"kept {kept['image']} (in use: {users})\n")
+    freed = result["freed_bytes"] / 1e6
+    summary = f"pruned {len(result['removed'])} image(s), about {freed:.0f} MB"
+    say(summary + "\n")
+    return BuildResult(None, "prune", "", BuildState.BUILT.value, False, None, 0.0, summary)
 
 
 def _open_own_store(

@@ -10,6 +10,17 @@ Register it under the `repo2docker.engines` entry-point group and select it with
 `DockerAPIEngine.extra_labels` trait (e.g. `c.DockerAPIEngine.extra_labels = {...}` in the
 file given to `repo2docker --config`); they override same-named labels from anywhere else.
 
+Labels go on in one step, and only the builder's: the repository's own labels under the
+gallery's prefix (say, a Dockerfile's `LABEL org.neurolang-gallery.memory-limit-gb=512`)
+are overwritten, or blanked when the builder sets no value. With `trim_slow_imports`, the
+same final build also removes `rfc3987_syntax` (about 1.7 s of every Jupyter server start;
+jsonschema's format checks do without it), as root, then restores the image's USER.
+
+Builds run in the box the builder gives them: `build_network_mode` (a sealed container's
+network), `build_limits` (memory, CPU) on every step, `build_args_extra` (the egress
+proxy). Every image id the daemon reports goes to `layers_file`, so the builder can remove
+what a failed or cancelled build left untagged.
+
 Labels go on in one step. The classic builder turns the build's `labels` argument into one
 LABEL instruction per label, each a container and a commit of its own (thirteen of them for
 a gallery image), so the engine builds the repository without them, exactly as a plain
@@ -35,13 +46,29 @@ from docker.errors import DockerException, NotFound
 from repo2docker.docker import DockerEngine
 from repo2docker.engine import BuildError, ContainerEngineException, Image
 from requests.exceptions import RequestException
-from traitlets import Dict, Unicode
+from traitlets import Bool, Dict, Unicode
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from gallery_builder.docker_errors import describe_docker_error
-from gallery_common.image_labels import strip_credentials
+from gallery_common.image_labels import LABEL_PREFIX, strip_credentials
 
 ENTRY_POINT_NAME = "gallery-docker-api"
+
+# The Engine API's /build takes a CPU cap (cpuperiod, cpuquota) that docker-py's list of
+# accepted container_limits keys predates; docker-py passes the keys through unchanged.
+for _key in ("cpuperiod", "cpuquota"):
+    if _key not in docker.constants.CONTAINER_LIMITS_KEYS:
+        docker.constants.CONTAINER_LIMITS_KEYS.append(_key)
+
+SLOW_IMPORT_PACKAGE = "rfc3987_syntax"
+# Its package and metadata folders in any site-packages; printed, then removed.
+TRIM_COMMAND = (
+    "find / -xdev -type d \\( -name rfc3987_syntax -o -name 'rfc3987_syntax-*.dist-info' \\) "
+    "-path '*-packages/*' -prune -print -exec rm -rf {} +"
+)
+_SAFE_USER = re.compile(r"[A-Za-z0-9_.-]+(?::[A-Za-z0-9_.-]+)?")
+_ROOT_USERS = frozenset({"", "root", "0", "0:0", "root:root"})
+_LAYER_LINE = re.compile(r"^ ---> ([0-9a-f]{12,64})$", re.MULTILINE)
 
 # Other APIClient.build options that may arrive through Repo2Docker.extra_build_kwargs.
 PASSTHROUGH_BUILD_KWARGS = frozenset(
@@ -85,6 +112,33 @@ class DockerAPIEngine(DockerEngine):
         Labels added to every image this engine builds, on top of the labels repo2docker
         passes. On a clash these win, so the gallery's own labels cannot be overridden.
         """,
+        config=True,
+    )
+
+    build_network_mode = Unicode(
+        "",
+        help="network_mode of every build step, e.g. 'container:<id>' of a sealed container.",
+        config=True,
+    )
+    build_limits = Dict(
+        help="container_limits of every build step (memory, memswap, cpuperiod, cpuquota); "
+        "they win over repo2docker's.",
+        config=True,
+    )
+    build_args_extra = Dict(
+        key_trait=Unicode(),
+        value_trait=Unicode(),
+        help="More build args, e.g. HTTP_PROXY (Docker keeps the proxy ones out of the image).",
+        config=True,
+    )
+    layers_file = Unicode(
+        "",
+        help="A file that gets the id of every image the builds create, one a line.",
+        config=True,
+    )
+    trim_slow_imports = Bool(
+        False,
+        help="Remove rfc3987_syntax (a slow import jsonschema does without) in the last step.",
         config=True,
     )
 
@@ -160,17 +214,65 @@ class DockerAPIEngine(DockerEngine):
         if image_id is None:
             raise BuildError("Docker did not say which image it built")
         # 2. Every label in one LABEL instruction on top of it, under the requested tag.
-        if labels:
-            yield {"stream": f"Adding {len(labels)} labels in one step\n"}
-            labelled = yield from self._run_build(
-                label_request(image_id, labels, target, request["container_limits"]), steps
-            )
-            image_id = labelled or image_id
+        base = self._config_of(image_id)
+        labels = {**own_labels_cleared(base.get("Labels"), labels), **labels}
+        user = str(base.get("User") or "")
+        if labels or self.trim_slow_imports:
+            image_id = yield from self._finish(image_id, labels, target, user, request, steps)
         elif target:
             repository, _, tag = target.rpartition(":") if ":" in target else (target, "", "")
             self.api_client.tag(image_id, repository, tag or "latest")
         for line in steps.summary():
             yield {"stream": line + "\n"}
+
+    def _finish(
+        self,
+        image_id: str,
+        labels: dict[str, str],
+        target: str | None,
+        user: str,
+        request: Mapping[str, Any],
+        steps: StepLog,
+    ) -> Iterator[dict[str, Any]]:
+        """The last step: labels (and the trim), falling back to labels alone if it fails."""
+        limits = request["container_limits"]
+        trim = self.trim_slow_imports
+        if trim and not _SAFE_USER.fullmatch(user or "root"):
+            yield {"stream": f"Not removing {SLOW_IMPORT_PACKAGE}: unusual USER {user!r}\n"}
+            trim = False
+        if trim:
+            yield {"stream": f"Adding {len(labels)} labels, removing {SLOW_IMPORT_PACKAGE}\n"}
+            try:
+                built = yield from self._run_build(
+                    label_request(image_id, labels, target, limits, trim_user=user), steps
+                )
+                return built or image_id
+            except BuildError as e:
+                yield {"stream": f"Could not remove {SLOW_IMPORT_PACKAGE} ({e}); labels only\n"}
+        yield {"stream": f"Adding {len(labels)} labels in one step\n"}
+        built = yield from self._run_build(label_request(image_id, labels, target, limits), steps)
+        return built or image_id
+
+    def _config_of(self, image_id: str) -> dict[str, Any]:
+        """The image's Config (labels, user); {} when Docker cannot say."""
+        try:
+            return dict(self.api_client.inspect_image(image_id).get("Config") or {})
+        except (NotFound, *_TRANSPORT_ERRORS):
+            return {}
+
+    def _record_layers(self, chunk: Mapping[str, Any]) -> None:
+        """Append the image ids a progress chunk reports to `layers_file`."""
+        if not self.layers_file:
+            return
+        found = []
+        text = chunk.get("stream")
+        if isinstance(text, str):
+            found += _LAYER_LINE.findall(text)
+        if built := _built_image_id(chunk):
+            found.append(built)
+        if found:
+            with open(self.layers_file, "a", encoding="ascii") as handle:
+                handle.write("".join(f"{layer}\n" for layer in found))
 
     def _run_build(self, request: Mapping[str, Any], steps: StepLog) -> Iterator[dict[str, Any]]:
         """Stream one build request; returns the id of the image it built (a generator's return).
@@ -185,6 +287,7 @@ class DockerAPIEngine(DockerEngine):
                 if "error" in chunk:
                     error = str(chunk["error"])
                 image_id = _built_image_id(chunk) or image_id
+                self._record_layers(chunk)
                 steps.see(chunk)
                 yield chunk
                 if error is not None:
@@ -221,7 +324,7 @@ class DockerAPIEngine(DockerEngine):
             )
         if fileobj is None and not path:
             raise ValueError("build needs either fileobj (a build context) or path")
-        limits = dict(container_limits or {})
+        limits = {**(container_limits or {}), **self.build_limits}
         unknown_limits = set(limits) - set(docker.constants.CONTAINER_LIMITS_KEYS)
         if unknown_limits:
             # docker-py rejects these with a misleading "invalid tag" message; say what it is.
@@ -239,7 +342,9 @@ class DockerAPIEngine(DockerEngine):
         request.update(
             tag=tag or None,
             dockerfile=dockerfile or None,
-            buildargs={str(k): str(v) for k, v in (buildargs or {}).items()},
+            buildargs={
+                str(k): str(v) for k, v in {**(buildargs or {}), **self.build_args_extra}.items()
+            },
             cache_from=list(cache_from or []),
             container_limits=limits,
             labels=self.merged_labels(labels),
@@ -249,6 +354,8 @@ class DockerAPIEngine(DockerEngine):
             forcerm=True,
             decode=True,
         )
+        if self.build_network_mode:
+            request["network_mode"] = self.build_network_mode
         if fileobj is not None:
             request.update(fileobj=fileobj, custom_context=custom_context)
         else:
@@ -358,20 +465,58 @@ def _dockerfile_string(text: str) -> str:
     return f'"{escaped}"'
 
 
-def label_dockerfile(image_id: str, labels: Mapping[str, str]) -> str:
-    """A Dockerfile adding every label to `image_id` in one LABEL instruction."""
-    pairs = " \\\n    ".join(
-        f"{_dockerfile_string(key)}={_dockerfile_string(value)}"
-        for key, value in sorted(labels.items())
-    )
-    return f"FROM {image_id}\nLABEL {pairs}\n"
+def own_labels_cleared(
+    existing: Mapping[str, Any] | None, labels: Mapping[str, str]
+) -> dict[str, str]:
+    """Blank values for the gallery's labels the image has but the builder does not set.
+
+    Docker cannot remove a label; an empty value reads as "not set" (image_labels).
+    """
+    return {
+        str(key): ""
+        for key in existing or {}
+        if str(key).startswith(LABEL_PREFIX) and key not in labels
+    }
+
+
+def label_dockerfile(
+    image_id: str, labels: Mapping[str, str], *, trim_user: str | None = None
+) -> str:
+    """A Dockerfile adding every label to `image_id` in one LABEL instruction.
+
+    With `trim_user` (the image's USER, "" for root) it first removes the slow import, as
+    root, and restores that USER.
+    """
+    lines = [f"FROM {image_id}"]
+    if trim_user is not None:
+        switch = trim_user not in _ROOT_USERS
+        if switch:
+            lines.append("USER root")
+        lines.append(f"RUN {TRIM_COMMAND}")
+        if switch:
+            lines.append(f"USER {trim_user}")
+    if labels:
+        pairs = " \\\n    ".join(
+            f"{_dockerfile_string(key)}={_dockerfile_string(value)}"
+            for key, value in sorted(labels.items())
+        )
+        lines.append(f"LABEL {pairs}")
+    return "\n".join(lines) + "\n"
 
 
 def label_request(
-    image_id: str, labels: Mapping[str, str], tag: str | None, limits: Mapping[str, Any]
+    image_id: str,
+    labels: Mapping[str, str],
+    tag: str | None,
+    limits: Mapping[str, Any],
+    *,
+    trim_user: str | None = None,
 ) -> dict[str, Any]:
-    """The APIClient.build arguments of the one-step label build (its context: a Dockerfile)."""
-    dockerfile = label_dockerfile(image_id, labels).encode("utf-8")
+    """The APIClient.build arguments of the one-step label build (its context: a Dockerfile).
+
+    It needs no network: "none".
+    """
+    dockerfile = label_dockerfile(image_id, labels, trim_user=trim_user).encode("utf-8")
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
         info = tarfile.TarInfo("Dockerfile")
@@ -383,6 +528,7 @@ def label_request(
         "custom_context": True,
         "tag": tag or None,
         "container_limits": dict(limits),
+        "network_mode": "none",
         "rm": True,
         "forcerm": True,
         "decode": True,

@@ -7,11 +7,17 @@ from an image's `Config.Labels`, never `ContainerConfig` (the last build step's 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import docker
-from docker.errors import DockerException, NotFound
+from docker.errors import APIError, DockerException, NotFound
 
 from gallery_common.image_labels import MARKER_FILTER, EnvironmentLabels, parse_labels
 
@@ -92,6 +98,66 @@ class DockerImages:
             return False
         return True
 
+    def gallery_images(self) -> list[dict[str, Any]]:
+        """Summaries (Id, RepoTags, Labels, Size) of every image with the gallery marker."""
+        return list(self.api.images(filters={"label": MARKER_FILTER}))
+
+    def container_images(self) -> dict[str, list[str]]:
+        """{image id: names of the containers, running or stopped, created from it}."""
+        found: dict[str, list[str]] = {}
+        for container in self.api.containers(all=True):
+            found.setdefault(container.get("ImageID", ""), []).append(_container_name(container))
+        return found
+
+    def containers_using(self, image: str) -> list[str]:
+        """Names of the containers, running or stopped, created from this image."""
+        image_id = self.image_id(image)
+        if image_id is None:
+            return []
+        return sorted(self.container_images().get(image_id, []))
+
+    def remove_layers(self, layer_ids: Iterable[str]) -> list[str]:
+        """Remove, newest first, the untagged images of `layer_ids` that nothing else needs.
+
+        What a failed or cancelled build leaves: removing its last layer prunes its untagged
+        parents too. Tagged images, and layers with other children or a container, stay.
+        """
+        removed = []
+        for layer in reversed(list(dict.fromkeys(layer_ids))):
+            attrs = self.inspect(layer)
+            if attrs is None or any(t != "<none>:<none>" for t in attrs.get("RepoTags") or []):
+                continue
+            try:
+                self.api.remove_image(attrs["Id"], force=False, noprune=False)
+            except NotFound:
+                continue
+            except APIError:
+                continue  # 409: a child image or a container still needs it
+            removed.append(layer)
+        return removed
+
+    def data_root_usage(self) -> DiskUsage:
+        """Space on the filesystem of Docker's data root (see `DiskUsage`)."""
+        try:
+            root = str(self.api.info().get("DockerRootDir") or "")
+        except DockerException:
+            root = ""
+        # In a container the data root is not mounted, but its root filesystem (an overlay
+        # on the data root, with overlay2) has the same free space.
+        path = root if root and os.path.isdir(root) else "/"
+        usage = shutil.disk_usage(path)
+        return DiskUsage(total=usage.total, used=usage.used, free=usage.free)
+
+    def host_gateways(self) -> frozenset[str]:
+        """The gateway address of every Docker network: each is an address of the host."""
+        found = set()
+        for network in self.api.networks():
+            for config in (network.get("IPAM") or {}).get("Config") or []:
+                gateway = str(config.get("Gateway") or "").partition("/")[0]
+                if gateway:
+                    found.add(gateway)
+        return frozenset(found)
+
     def running_containers_using(self, image: str) -> list[str]:
         """Names of running containers created from this image (matched by image id)."""
         image_id = self.image_id(image)
@@ -117,6 +183,38 @@ class DockerImages:
             if is_build_tag(tag)
         )
         return [tag for tag in leftovers if self.remove(tag, prune=True)]
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    """Bytes on the filesystem that holds Docker's data root."""
+
+    total: int
+    used: int
+    free: int
+
+    def to_json(self) -> dict[str, int]:
+        return {"total_bytes": self.total, "used_bytes": self.used, "free_bytes": self.free}
+
+
+class CachedGateways:
+    """`DockerImages.host_gateways`, asked again at most every `ttl_s` seconds."""
+
+    def __init__(self, images: DockerImages, ttl_s: float = 30.0) -> None:
+        self.images = images
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._value: frozenset[str] = frozenset()
+        self._at = float("-inf")
+
+    def __call__(self) -> frozenset[str]:
+        with self._lock:
+            if time.monotonic() - self._at > self.ttl_s:
+                # Docker unreachable: the last answer (builds fail anyway without Docker).
+                with contextlib.suppress(DockerException):
+                    self._value = self.images.host_gateways()
+                    self._at = time.monotonic()
+            return self._value
 
 
 def split_image_name(image: str) -> tuple[str, str]:

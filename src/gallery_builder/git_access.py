@@ -15,7 +15,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -67,27 +67,35 @@ def git_environment(
     credentials: Credentials | None,
     askpass: Path | str,
     base: Mapping[str, str] | None = None,
+    *,
+    config: Sequence[tuple[str, str]] = (),
+    ssh_config: Path | str | None = None,
 ) -> dict[str, str]:
     """Environment for git (and repo2docker, which runs git) that can never prompt or store.
 
     Starts from `base` (default: this process's environment) without inherited secrets, and
     hands the credentials, if any, to the askpass program only for the repository's origin.
+    `config` adds git config entries (e.g. `fetch_guard.pinned_git_config`); `ssh_config`
+    is the ssh config file ssh must use (pinned ssh hosts).
     """
     env = {
         key: value
         for key, value in (os.environ if base is None else base).items()
         if not _SECRET_ENV.search(key) and not _OWN_ENV.match(key)
     }
+    # An empty credential.helper clears any configured helper, so nothing stores them.
+    entries = [("credential.helper", ""), *config]
     env.update(
-        GIT_ASKPASS=str(askpass),
-        GIT_TERMINAL_PROMPT="0",
-        # An empty credential.helper clears any configured helper, so nothing stores them.
-        GIT_CONFIG_COUNT="1",
-        GIT_CONFIG_KEY_0="credential.helper",
-        GIT_CONFIG_VALUE_0="",
+        GIT_ASKPASS=str(askpass), GIT_TERMINAL_PROMPT="0", GIT_CONFIG_COUNT=str(len(entries))
     )
+    for number, (key, value) in enumerate(entries):
+        env[f"GIT_CONFIG_KEY_{number}"] = key
+        env[f"GIT_CONFIG_VALUE_{number}"] = value
     # ssh must fail rather than wait for a passphrase or host-key answer nobody can give.
-    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+    if ssh_config is not None:
+        env["GIT_SSH_COMMAND"] = f"ssh -F {shlex.quote(str(ssh_config))} -o BatchMode=yes"
+    else:
+        env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
     origin = repository_origin(repository)
     if credentials is not None and origin is not None:
         env.update(

@@ -6,12 +6,14 @@ no ref means the remote's default branch. Failures become one secret-free line f
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from gallery_builder.build_request import FULL_COMMIT, Credentials
+from gallery_builder.fetch_guard import Pins, redirect_location, redirect_status
 from gallery_builder.git_access import Scrubber, git_environment, write_askpass
 from gallery_builder.processes import ProcessError, run_captured
 from gallery_common.image_labels import strip_credentials
@@ -32,6 +34,16 @@ class ResolvedRef:
 
 
 _GIT_FAILURES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (
+        (
+            "returned error: 301",
+            "returned error: 302",
+            "returned error: 303",
+            "returned error: 307",
+            "returned error: 308",
+        ),
+        "the server answered with a redirect, and the builder follows none",
+    ),
     (
         (
             "terminal prompts disabled",
@@ -123,22 +135,40 @@ async def resolve_ref(
     askpass: Path | None = None,
     scrub: Scrubber | None = None,
     base_env: Mapping[str, str] | None = None,
+    pins: Pins | None = None,
 ) -> ResolvedRef:
     """Resolve `ref` (None: the remote's default branch) to a commit with `git ls-remote`.
 
     Works in `directory` (private, existing), with its askpass program there unless
     `askpass` is given; `base_env` replaces os.environ as git's starting environment.
-    A full commit id is passed through. Raises RefError with a secret-free message.
+    `pins` holds git to the checked addresses (no redirects). A full commit id is passed
+    through. Raises RefError with a secret-free message.
     """
     scrub = scrub or Scrubber.for_credentials(credentials)
     if ref is not None and FULL_COMMIT.fullmatch(ref):
         return ResolvedRef(commit=ref.lower(), ref_name=ref)  # nothing to look up
     askpass = askpass or write_askpass(directory)
-    env = git_environment(repository, credentials, askpass, base_env)
+    env = git_environment(
+        repository,
+        credentials,
+        askpass,
+        base_env,
+        config=pins.config() if pins else (),
+        ssh_config=pins.ssh_config() if pins else None,
+    )
     patterns = ["HEAD"] if ref is None else [ref, f"{ref}^{{}}"]
     args = ["ls-remote", *(["--symref"] if ref is None else []), "--", repository, *patterns]
     status, out, err = await run_captured(["git", *args], env=env, cwd=directory, timeout=timeout)
     if status != 0:
+        status_code = redirect_status(err)
+        if status_code and pins is not None and pins.primary is not None:
+            location = await asyncio.to_thread(redirect_location, pins.primary)
+            where = strip_credentials(repository)
+            raise RefError(
+                f"cannot read {where}: the server redirects (HTTP {status_code}) to "
+                f"{strip_credentials(location) if location else 'another address'}, and "
+                "the builder follows no redirect: give the repository's own URL"
+            )
         raise RefError(describe_git_failure(err, repository, scrub))
     refs, symrefs = parse_ls_remote(out)
     if ref is None:

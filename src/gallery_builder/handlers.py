@@ -9,6 +9,8 @@ Routes (under the service prefix, hub_contract.SERVICE_PREFIX = /services/enviro
     DELETE api/environments/{id}               delete the image and its builds
     POST   api/environments/{id}/rebuild       build the ref again -> 202
     POST   api/environments/{id}/cancel        cancel a queued or running build
+    POST   api/environments/{id}/rollback      make a previous image current again
+    POST   api/environments/prune              remove images no environment references
     GET    api/environments/{id}/log           Server-Sent Events, resumable
     GET    oauth_callback                      JupyterHub OAuth
     GET    metrics                             Prometheus (metrics_handler.py, read:metrics)
@@ -16,7 +18,8 @@ Who may: JupyterHub admins (scope admin-ui) and holders of custom:environments:m
 checked by JupyterHub's own HubOAuth against the token's scopes; holders of
 custom:environments:read may list; others get 403, anonymous requests 401.
 
-The handlers translate between HTTP and `Environments`, which holds every rule.
+The handlers translate between HTTP and `Environments`, which holds every rule. Every
+refusal is a 4xx naming the field or the reason; Docker being unreachable is a 503.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from docker.errors import DockerException
 from jupyterhub.services.auth import (
     HubOAuth,
     HubOAuthCallbackHandler,
     HubOAuthenticated,
     UserNotAllowed,
 )
+from requests.exceptions import RequestException
 from tornado import web
 from tornado.iostream import StreamClosedError
 
@@ -41,6 +46,7 @@ from gallery_builder.build_metrics import BuildMetrics
 from gallery_builder.build_request import ValidationError, derive_name
 from gallery_builder.build_store import TERMINAL_STATES, BuildRecord
 from gallery_builder.builder_settings import BuilderSettings
+from gallery_builder.docker_errors import describe_docker_error
 from gallery_builder.environments import Conflict, Environments, NotFound
 from gallery_builder.log_events import LogEvents
 from gallery_builder.page import STATIC_DIR, render_environments_page
@@ -58,6 +64,10 @@ KEEPALIVE_SECONDS = 15.0
 # waking the stream: it also looks again this often.
 RECHECK_SECONDS = 2.0
 BUILD_ID_PATTERN = r"[0-9a-f]{32}"
+# Request bodies larger than this are refused (400) before they are read whole.
+MAX_BODY_BYTES = 1024 * 1024
+# sqlite's integers are 64-bit: a larger Last-Event-ID means "after everything".
+_MAX_EVENT_ID = 2**62
 # Third-party browser assets (xterm.js), copied there by builder/Dockerfile.
 VENDOR_DIR = os.environ.get("GALLERY_BUILDER_VENDOR_DIR", "/srv/builder-vendor")
 
@@ -117,6 +127,9 @@ class APIHandler(BaseHandler):
             self.check_xsrf_cookie()
 
     def log_exception(self, typ, value, tb) -> None:  # type: ignore[no-untyped-def]
+        if isinstance(value, DockerException | RequestException):
+            log.warning("%s %s: Docker: %s", self.request.method, self.request.path, value)
+            return
         if isinstance(value, ValidationError | NotFound | Conflict):
             log.info("%s %s: %s", self.request.method, self.request.path, value)
             return
@@ -127,7 +140,7 @@ class APIHandler(BaseHandler):
             return {}
         try:
             return json.loads(self.request.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested beyond reason
             raise web.HTTPError(400, "the request body is not valid JSON") from None
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
@@ -141,6 +154,9 @@ class APIHandler(BaseHandler):
         elif isinstance(error, NotFound | Conflict):
             self.set_status(404 if isinstance(error, NotFound) else 409)
             body = {"error": str(error)}
+        elif isinstance(error, DockerException | RequestException):
+            self.set_status(503)
+            body = {"error": f"Docker: {describe_docker_error(error)}"}
         elif isinstance(error, web.HTTPError) and error.log_message:
             body = {"error": error.log_message % error.args if error.args else error.log_message}
         self.finish(body)
@@ -157,11 +173,10 @@ class EnvironmentsAPIHandler(APIHandler):
     read_only_methods = frozenset({"GET"})
 
     async def get(self) -> None:
-        records = await self.environments.latest()
-        self.finish({"environments": [r.to_json() for r in records]})
+        self.finish(await self.environments.overview())
 
     async def post(self) -> None:
-        request = self.environments.rules.parse(self.json_body())
+        request = await self.environments.rules.parse_async(self.json_body())
         record = await self.environments.add(request)
         self.log_change("queued build", record)
         self.send_build(record, 202)
@@ -197,6 +212,20 @@ class CancelAPIHandler(APIHandler):
         record = await self.environments.cancel(build_id)
         self.log_change("cancelled build", record)
         self.send_build(record)
+
+
+class RollbackAPIHandler(APIHandler):
+    async def post(self, build_id: str) -> None:
+        record = await self.environments.rollback(build_id, self.json_body())
+        self.log_change("rolled back", record)
+        self.send_build(record)
+
+
+class PruneAPIHandler(APIHandler):
+    async def post(self) -> None:
+        result = await self.environments.prune()
+        log.info("pruned %s (%s)", result["removed"] or "nothing", self.current_user["name"])
+        self.finish(result)
 
 
 class LogStreamHandler(APIHandler):
@@ -240,7 +269,7 @@ class LogStreamHandler(APIHandler):
     def _last_event_id(self) -> int:
         raw = self.request.headers.get("Last-Event-ID") or self.get_argument("after", "0")
         try:
-            return max(0, int(raw))
+            return min(max(0, int(raw)), _MAX_EVENT_ID)
         except ValueError:
             raise web.HTTPError(400, "Last-Event-ID must be a whole number") from None
 
@@ -273,9 +302,11 @@ def routes(ctx: BuilderContext) -> list[tuple]:
         (prefix + "oauth_callback", HubOAuthCallbackHandler, {}),
         (api, EnvironmentsAPIHandler, args),
         (api + "/default-name", DefaultNameAPIHandler, args),
+        (api + "/prune", PruneAPIHandler, args),
         (rf"{api}/({BUILD_ID_PATTERN})", EnvironmentAPIHandler, args),
         (rf"{api}/({BUILD_ID_PATTERN})/rebuild", RebuildAPIHandler, args),
         (rf"{api}/({BUILD_ID_PATTERN})/cancel", CancelAPIHandler, args),
+        (rf"{api}/({BUILD_ID_PATTERN})/rollback", RollbackAPIHandler, args),
         (rf"{api}/({BUILD_ID_PATTERN})/log", LogStreamHandler, args),
         (prefix + r"static/vendor/(.*)", web.StaticFileHandler, {"path": VENDOR_DIR}),
         (prefix + r"static/(.*)", web.StaticFileHandler, {"path": str(STATIC_DIR)}),

@@ -9,6 +9,7 @@ providers go online for every URL.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gallery_builder.docker_api_engine import ENTRY_POINT_NAME
@@ -18,6 +19,27 @@ DEFAULT_ENGINE = ENTRY_POINT_NAME
 # repo2docker refuses to build as root unless told which user the image should run as.
 REPO2DOCKER_USER_ID = "1000"
 REPO2DOCKER_USER_NAME = "jovyan"
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """The engine's build options for one build (see DockerAPIEngine's traits)."""
+
+    network_mode: str = ""
+    limits: Mapping[str, int] = field(default_factory=dict)
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    layers_file: str = ""
+    trim_slow_imports: bool = False
+
+    def config_lines(self) -> list[str]:
+        """traitlets config lines (values written with repr(): nothing can inject code)."""
+        return [
+            f"c.DockerAPIEngine.build_network_mode = {self.network_mode!r}",
+            f"c.DockerAPIEngine.build_limits = {dict(self.limits)!r}",
+            f"c.DockerAPIEngine.build_args_extra = {dict(self.build_args)!r}",
+            f"c.DockerAPIEngine.layers_file = {self.layers_file!r}",
+            f"c.DockerAPIEngine.trim_slow_imports = {bool(self.trim_slow_imports)!r}",
+        ]
 
 
 def repo2docker_command(
@@ -52,7 +74,11 @@ def repo2docker_command(
     ]
 
 
-def repo2docker_config_text(labels: Mapping[str, str], cache_from: Sequence[str] = ()) -> str:
+def repo2docker_config_text(
+    labels: Mapping[str, str],
+    cache_from: Sequence[str] = (),
+    engine: EngineOptions | None = None,
+) -> str:
     """The text of a traitlets config file giving repo2docker the labels, the images to use
     as Docker's layer cache, and the content providers.
 
@@ -64,6 +90,7 @@ def repo2docker_config_text(labels: Mapping[str, str], cache_from: Sequence[str]
     literal = repr(dict(sorted(labels.items())))
     if not all(isinstance(image, str) for image in cache_from):
         raise TypeError("cache_from must be image names or ids")
+    engine_lines = "".join(line + "\n" for line in (engine or EngineOptions()).config_lines())
     return (
         "# Written by the gallery builder for one build, and removed after it.\n"
         "from repo2docker.contentproviders import Git, Local\n\n"
@@ -72,13 +99,18 @@ def repo2docker_config_text(labels: Mapping[str, str], cache_from: Sequence[str]
         f"c.Repo2Docker.cache_from = {list(cache_from)!r}\n"
         "# Only git (and local paths): the data-repository providers go online for every URL.\n"
         "c.Repo2Docker.content_providers = [Local, Git]\n"
+        f"{engine_lines}"
     )
 
 
 def write_repo2docker_config(
-    path: Path | str, labels: Mapping[str, str], *, cache_from: Sequence[str] = ()
+    path: Path | str,
+    labels: Mapping[str, str],
+    *,
+    cache_from: Sequence[str] = (),
+    engine: EngineOptions | None = None,
 ) -> Path:
     """Write the repo2docker config file (see `repo2docker_config_text`), readable by us only."""
     path = Path(path)
-    write_private(path, repo2docker_config_text(labels, cache_from), mode=0o600)
+    write_private(path, repo2docker_config_text(labels, cache_from, engine), mode=0o600)
     return path

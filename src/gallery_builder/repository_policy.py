@@ -13,6 +13,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 # Same call shape as socket.getaddrinfo(host, None): entries whose [4][0] is an address string.
@@ -59,8 +60,28 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 
+CREDENTIALS_IN_URL = "put credentials in the credentials fields, not in the URL"
+_DEFAULT_PORTS = {"https": 443, "http": 80, "git": 9418, "ssh": 22}
+
+
 class RepositoryRefused(ValueError):
     """git may not fetch from this repository URL; the message says why."""
+
+
+@dataclass(frozen=True)
+class CheckedRepository:
+    """A repository URL that passed the policy, with the addresses its host had then.
+
+    git must connect to exactly these addresses (see `git_access.pinned_git_config`), so
+    a name that resolves elsewhere later changes nothing.
+    """
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    addresses: tuple[str, ...]
+    user: str = ""
 
 
 def _repo_error(message: str) -> RepositoryRefused:
@@ -77,16 +98,20 @@ def _check_user(user: str) -> None:
         raise _repo_error("the user name in the URL contains characters that are not allowed")
 
 
-def _split_authority(authority: str) -> tuple[str, bool]:
-    """The raw host of a URL authority and whether it was in [brackets]; refuses passwords."""
+def _split_authority(authority: str, scheme: str) -> tuple[str, bool, str, str]:
+    """(raw host, whether it was in [brackets], port, user) of a URL authority.
+
+    Refuses passwords everywhere, and any user info but ssh's user name ("git@"): over
+    http(s) a user name is usually a token, and secrets in the URL end up in logs.
+    """
     if authority.count("@") > 1:
         raise _repo_error("the URL contains more than one '@'")
     userinfo, at, hostport = authority.rpartition("@")
+    user = ""
     if at:
         user, colon, _password = userinfo.partition(":")
-        if colon:
-            # Secrets in the URL end up in logs and image labels; they have their own field.
-            raise _repo_error("do not put a password in the URL; use the credentials fields")
+        if colon or scheme != "ssh":
+            raise _repo_error(CREDENTIALS_IN_URL)
         _check_user(user)
     if hostport.startswith("["):
         host, bracket, after = hostport[1:].partition("]")
@@ -99,7 +124,7 @@ def _split_authority(authority: str) -> tuple[str, bool]:
         bracketed = False
     if port and not (_PORT.fullmatch(port) and int(port) <= 65535):
         raise _repo_error("the port must be a number from 0 to 65535")
-    return host, bracketed
+    return host, bracketed, port, user
 
 
 def _normalize_host(raw: str, *, bracketed: bool) -> tuple[str, IPAddress | None]:
@@ -185,7 +210,11 @@ def _blocked(blocked_hosts: Iterable[str], resolve: Resolver) -> tuple[set[str],
 
 
 def _address_problem(
-    ip: IPAddress, *, allow_private: bool, blocked_addresses: set[IPAddress]
+    ip: IPAddress,
+    *,
+    allow_private: bool,
+    blocked_addresses: set[IPAddress],
+    host_addresses: set[IPAddress] = frozenset(),  # type: ignore[assignment]
 ) -> str | None:
     """Why a build may not fetch from `ip`, or None when it may."""
     for candidate in _embedded_ipv4(ip):
@@ -194,13 +223,16 @@ def _address_problem(
                 return reason
         if candidate in blocked_addresses:
             return "the address of one of this server's own services"
+        if candidate in host_addresses:
+            # The host answers on its bridges' gateways like on loopback, private or not.
+            return "an address of this Docker host (a bridge network's gateway)"
         if not allow_private and any(candidate in network for network in _PRIVATE_RANGES):
             return "a private address (private networks are not allowed here)"
     return None
 
 
-def _parse_location(url: str) -> tuple[str, str, bool]:
-    """(scheme, raw host, bracketed) of an accepted URL form; scp-like syntax counts as ssh."""
+def _parse_location(url: str) -> tuple[str, str, bool, str, str]:
+    """(scheme, raw host, bracketed, port, user) of an accepted URL form; scp-like is ssh."""
     if _TRANSPORT.match(url):
         raise _repo_error("git transport syntax ('name::address') is not allowed")
     if _has_bad_characters(url):
@@ -211,17 +243,18 @@ def _parse_location(url: str) -> tuple[str, str, bool]:
         scheme = url_match["scheme"].lower()
         if scheme not in _ALLOWED_SCHEMES:
             raise _repo_error(f"scheme {scheme!r} is not allowed; use https, http, git or ssh")
-        host, bracketed = _split_authority(url_match["authority"])
-        return scheme, host, bracketed
+        return scheme, *_split_authority(url_match["authority"], scheme)
     if scp_match := SCP_SYNTAX.fullmatch(url):
+        if ":" in url.partition("@")[0]:
+            raise _repo_error(CREDENTIALS_IN_URL)
         _check_user(scp_match["user"])
         path = scp_match["path"]
         if not path or path.startswith("-"):
             raise _repo_error("the repository path after ':' is missing or starts with '-'")
         host = scp_match["host"]
         if host.startswith("["):
-            return "ssh", host[1:-1], True
-        return "ssh", host, False
+            return "ssh", host[1:-1], True, "", scp_match["user"]
+        return "ssh", host, False, "", scp_match["user"]
     raise _repo_error("expected an https://, http://, git://, ssh:// or user@host:path URL")
 
 
@@ -230,15 +263,35 @@ def check_repository_url(
     *,
     allow_private: bool = True,
     blocked_hosts: frozenset[str] = frozenset(),
+    host_addresses: frozenset[str] = frozenset(),
     resolve: Resolver = socket.getaddrinfo,
 ) -> str:
     """The URL without surrounding whitespace, if git may fetch from it; else RepositoryRefused.
 
-    Refuses local paths, transports other than https/http/git/ssh, embedded passwords, and
-    hosts that are, or resolve to, loopback, link-local/metadata, unspecified, multicast or
-    reserved addresses, this stack's own services (`blocked_hosts`, matched by name and by
-    address) and, with `allow_private=False`, private networks.
+    Refuses local paths, transports other than https/http/git/ssh, credentials in the URL,
+    and hosts that are, or resolve to, loopback, link-local/metadata, unspecified, multicast
+    or reserved addresses, this stack's own services (`blocked_hosts`, matched by name and
+    by address), this Docker host's own addresses (`host_addresses`: its bridge gateways,
+    refused whatever `allow_private` says) and, with `allow_private=False`, private networks.
     """
+    return check_repository(
+        url,
+        allow_private=allow_private,
+        blocked_hosts=blocked_hosts,
+        host_addresses=host_addresses,
+        resolve=resolve,
+    ).url
+
+
+def check_repository(
+    url: object,
+    *,
+    allow_private: bool = True,
+    blocked_hosts: frozenset[str] = frozenset(),
+    host_addresses: frozenset[str] = frozenset(),
+    resolve: Resolver = socket.getaddrinfo,
+) -> CheckedRepository:
+    """`check_repository_url`, keeping what git must be pinned to: host, port, addresses."""
     if not isinstance(url, str):
         raise _repo_error("must be a string")
     url = url.strip()
@@ -249,7 +302,7 @@ def check_repository_url(
     if url.startswith("-"):
         # git would read it as a command-line option.
         raise _repo_error("must not start with '-'")
-    _scheme, raw_host, bracketed = _parse_location(url)
+    scheme, raw_host, bracketed, port, user = _parse_location(url)
     if raw_host.startswith("-"):
         raise _repo_error("the host must not start with '-'")
     host, literal = _normalize_host(raw_host, bracketed=bracketed)
@@ -259,17 +312,28 @@ def check_repository_url(
     blocked_names, blocked_addresses = _blocked(blocked_hosts, resolve)
     if host in blocked_names:
         raise _repo_error(f"host {raw_host!r} is one of this server's own services")
+    own_addresses = {ip for text in host_addresses if (ip := _parse_address(text)) is not None}
     addresses = [literal] if literal is not None else _resolve_addresses(host, resolve)
     if addresses is None:
         raise _repo_error(f"cannot resolve host {raw_host!r}")
     for ip in addresses:
         problem = _address_problem(
-            ip, allow_private=allow_private, blocked_addresses=blocked_addresses
+            ip,
+            allow_private=allow_private,
+            blocked_addresses=blocked_addresses,
+            host_addresses=own_addresses,
         )
         if problem is not None:
             where = f"host {raw_host!r}" if literal is not None else f"host {raw_host!r} ({ip})"
             raise _repo_error(f"{where} is {problem}")
-    return url
+    return CheckedRepository(
+        url=url,
+        scheme=scheme,
+        host=host,
+        port=int(port) if port else _DEFAULT_PORTS[scheme],
+        addresses=tuple(dict.fromkeys(str(ip) for ip in addresses)),
+        user=user,
+    )
 
 
 def url_scheme(url: str) -> str:

@@ -1,7 +1,7 @@
 """gallery.yaml: the images to build and the examples the gallery shows.
 
     images:                      # what `build-image --file` builds
-      <name>: {repo, ref, cpu, memory}
+      <name>: {repo, ref, cpu, memory, data: {path, volume}}
     examples:                    # the cards of the public gallery
       <id>: {title, description, path, repo_url, image_name, image_url, view, warm}
 
@@ -24,7 +24,10 @@ NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 EXAMPLE_ID_PATTERN = re.compile(r"^(?=.{1,30}$)[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 IMAGE_NAME_PATTERN = re.compile(NAME_PATTERN.pattern + r":[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 VIEWS = ("voila", "notebook")
-_IMAGE_KEYS = {"repo", "ref", "cpu", "memory"}
+_IMAGE_KEYS = {"repo", "ref", "cpu", "memory", "data"}
+_DATA_KEYS = {"path", "volume"}
+HOME = PurePosixPath("/home/jovyan")  # repo2docker's home folder: relative data paths start here
+VOLUME_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 _EXAMPLE_KEYS = {
     "title",
     "description",
@@ -47,12 +50,25 @@ class GalleryFileError(ValueError):
 
 
 @dataclass(frozen=True)
+class DataSpec:
+    """Where an image's examples keep their data, shared by every server of the image."""
+
+    path: str  # absolute, inside the container
+    volume: str | None = None  # a Docker volume of its own; None: the gallery data volume
+
+    def path_mount(self, read_only: bool = True) -> dict[str, str]:
+        """DockerSpawner's `volumes` entry for it."""
+        return {"bind": self.path, "mode": "ro" if read_only else "rw"}
+
+
+@dataclass(frozen=True)
 class ImageSpec:
     name: str
     repo: str
     ref: str | None
     cpu: float | None
     memory: float | None  # GB
+    data: DataSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,11 @@ class Example:
 class Gallery:
     images: dict[str, ImageSpec]
     examples: dict[str, Example]
+
+    def data_for(self, image_name: str) -> DataSpec | None:
+        """The data of the image an example runs (`images.<name>` of `<name>:<tag>`)."""
+        spec = self.images.get(image_name.split(":", 1)[0])
+        return spec.data if spec is not None else None
 
 
 def load_gallery(path: Path) -> Gallery:
@@ -136,7 +157,23 @@ def _image(name: Any, value: Any) -> ImageSpec:
         ref=str(ref).strip() if ref is not None else None,
         cpu=_positive(spec, "cpu", where),
         memory=_positive(spec, "memory", where),
+        data=_data(spec.get("data"), f"{where}.data"),
     )
+
+
+def _data(value: Any, where: str) -> DataSpec | None:
+    if value is None:
+        return None
+    spec = _entry(value, where, _DATA_KEYS)
+    text = _text(spec, "path", where)
+    path = PurePosixPath(text)
+    if ".." in path.parts or "\\" in text or str(path) in (".", "/"):
+        raise GalleryFileError(f"{where}.path", "must be a folder path without '..'")
+    absolute = path if path.is_absolute() else HOME / path
+    volume = spec.get("volume")
+    if volume is not None and (not isinstance(volume, str) or not VOLUME_PATTERN.fullmatch(volume)):
+        raise GalleryFileError(f"{where}.volume", "must be a Docker volume name")
+    return DataSpec(path=str(absolute), volume=volume)
 
 
 def _example(key: Any, value: Any) -> Example:

@@ -30,6 +30,8 @@ MEMORY_LIMIT_LABEL = f"{LABEL_PREFIX}memory-limit-gb"
 CPU_LIMIT_LABEL = f"{LABEL_PREFIX}cpu-limit"
 BUILD_TIME_LABEL = f"{LABEL_PREFIX}build-time"
 BUILDER_VERSION_LABEL = f"{LABEL_PREFIX}builder-version"
+# Which stack (compose project) built it: `prune` touches only its own stack's images.
+STACK_LABEL = f"{LABEL_PREFIX}stack"
 
 LABEL_KEYS = (
     MARKER_LABEL,
@@ -41,6 +43,7 @@ LABEL_KEYS = (
     CPU_LIMIT_LABEL,
     BUILD_TIME_LABEL,
     BUILDER_VERSION_LABEL,
+    STACK_LABEL,
 )
 
 MAX_TEXT_LENGTH = 1024
@@ -100,13 +103,15 @@ def make_labels(
     cpu_limit: float | None = None,
     build_time: datetime | None = None,
     builder_version: str | None = None,
+    stack: str | None = None,
 ) -> dict[str, str]:
     """The labels to put on an environment image built from `repository` at `commit`.
 
     Validates every value and raises ValueError naming the field on bad input. The repository
     URL is stored without any credentials. `memory_limit_gb` and `cpu_limit` are omitted when
     None; `build_time` defaults to now and must be timezone-aware; `builder_version` defaults
-    to the installed version of this project.
+    to the installed version of this project; `stack` (the compose project) is omitted when
+    None or empty.
     """
     clean_repository = strip_credentials(_text("repository", repository))
     if not clean_repository:
@@ -126,6 +131,8 @@ def make_labels(
         labels[MEMORY_LIMIT_LABEL] = _format_positive("memory_limit_gb", memory_limit_gb)
     if cpu_limit is not None:
         labels[CPU_LIMIT_LABEL] = _format_positive("cpu_limit", cpu_limit)
+    if stack:
+        labels[STACK_LABEL] = _text("stack", stack)
     return labels
 
 

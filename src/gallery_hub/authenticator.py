@@ -107,6 +107,9 @@ class GalleryHandlersMixin(LoggingConfigurable):
                 launches_waiting=lambda: limits.start_queue().waiting(),
                 image_ids=partial(image_ids, client),
                 container_images=partial(container_images, client),
+                set_cpu_shares=lambda container, shares: client.api.update_container(
+                    container, cpu_shares=shares
+                ),
             )
             context.pool.start()
         if verification.enabled:

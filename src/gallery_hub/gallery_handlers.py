@@ -270,6 +270,7 @@ class LaunchHandler(GalleryBaseHandler):
         self.clear_login_cookie()
         await user.delete_spawners()
         self.users.delete(user)
+        self._jupyterhub_user = None  # this request's page must not show the removed user
         log.info("gallery: removed temporary user %s (its launch failed)", user.name)
 
 

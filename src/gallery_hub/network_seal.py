@@ -22,32 +22,26 @@ SEAL_COMMAND = [
 ]
 
 
+# Both families: nothing leaves but loopback and replies, unless a later rule allows it.
+_FIRST_RULES = (
+    "*filter",
+    ":INPUT ACCEPT [0:0]",
+    ":FORWARD DROP [0:0]",
+    ":OUTPUT DROP [0:0]",
+    "-A OUTPUT -o lo -j ACCEPT",
+    "-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+)
+
+
 def seal_rules(subnet: str, gateway: str) -> tuple[str, str]:
     """iptables-restore input (IPv4, IPv6) for a container on `subnet` (host at `gateway`)."""
     network = ipaddress.ip_network(subnet, strict=False)
     host = ipaddress.ip_address(gateway) if gateway else None
     if network.version != 4 or (host is not None and host not in network):
         raise ValueError(f"unexpected network {subnet} with gateway {gateway!r}")
-    v4 = [
-        "*filter",
-        ":INPUT ACCEPT [0:0]",
-        ":FORWARD DROP [0:0]",
-        ":OUTPUT DROP [0:0]",
-        "-A OUTPUT -o lo -j ACCEPT",
-        "-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
-    ]
+    v4 = list(_FIRST_RULES)
     if host is not None:
         v4.append(f"-A OUTPUT -d {host}/32 -j REJECT")
     v4 += [f"-A OUTPUT -d {network} -j ACCEPT", "-A OUTPUT -j REJECT", "COMMIT", ""]
-    v6 = [
-        "*filter",
-        ":INPUT ACCEPT [0:0]",
-        ":FORWARD DROP [0:0]",
-        ":OUTPUT DROP [0:0]",
-        "-A OUTPUT -o lo -j ACCEPT",
-        "-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
-        "-A OUTPUT -j REJECT",
-        "COMMIT",
-        "",
-    ]
+    v6 = [*_FIRST_RULES, "-A OUTPUT -j REJECT", "COMMIT", ""]
     return "\n".join(v4), "\n".join(v6)

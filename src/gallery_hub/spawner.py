@@ -25,7 +25,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient
 from traitlets import Float, Integer, Unicode, default
 
-from gallery_common.gallery_file import Example
+from gallery_common.gallery_file import DataSpec, Example
 from gallery_common.image_labels import MARKER_FILTER, parse_labels
 from gallery_hub import gallery_metrics
 from gallery_hub.admission import visitor_servers
@@ -43,7 +43,20 @@ from gallery_hub.launch_limits import Refusal
 from gallery_hub.network_seal import SEAL_COMMAND, seal_rules
 from gallery_hub.system_visitor import is_system_visitor
 from gallery_hub.verification_results import VerificationResult
-from gallery_hub.visitors import is_visitor
+from gallery_hub.visitors import is_visitor, is_warm
+
+# CPU weight of an unclaimed warm server (Docker's default is 1024); a claim restores it.
+WARM_CPU_SHARES = 128
+DEFAULT_CPU_SHARES = 1024
+
+# Marks a data folder into which the image's own files were copied.
+SEEDED = ".gallery-seeded"
+_seed_locks: dict[str, asyncio.Lock] = {}
+
+
+def _seed_lock(name: str) -> asyncio.Lock:
+    return _seed_locks.setdefault(name, asyncio.Lock())
+
 
 # docker compose knows the user containers as this (never started) service of the stack,
 # so `docker compose --profile user-servers ps` lists them and `down` can remove them.
@@ -130,6 +143,17 @@ class GallerySpawner(DockerSpawner):
         config=True,
         help="The gallery file; temporary visitors may start only its examples.",
     )
+    data_volume = Unicode(
+        "",
+        config=True,
+        help="The gallery data volume. An image with `data:` in gallery.yaml gets its own "
+        "folder of it (images/<name>/) at its data path, read-only; others the whole volume.",
+    )
+    data_volume_mount = Unicode(
+        "/srv/gallery-data",
+        config=True,
+        help="Where the hub's own container has the gallery data volume (read-write).",
+    )
 
     # Whether the storage driver takes a writable-layer quota: asked of Docker once.
     _quota_supported: bool | None = None
@@ -181,6 +205,9 @@ class GallerySpawner(DockerSpawner):
         }
         if self.disk_quota and await self.quota_supported():
             config["storage_opt"] = {"size": self.disk_quota}
+        if is_warm(self.user):
+            # Unclaimed warm servers start and idle at a low CPU priority: visitors first.
+            config["cpu_shares"] = WARM_CPU_SHARES
         return config
 
     async def quota_supported(self) -> bool:
@@ -246,21 +273,26 @@ class GallerySpawner(DockerSpawner):
             cap_add=["NET_ADMIN", "NET_RAW"],
             security_opt=["no-new-privileges"],
         )
-        helper = await self.docker(
-            "create_container",
+        await self.run_helper(
+            "seal the network",
+            timeout=60,
             image=self.network_seal_image,
             command=SEAL_COMMAND,
             environment={"RULES4": rules4, "RULES6": rules6},
-            user="root",
-            labels=self.compose_labels(),
             host_config=host_config,
+        )
+
+    async def run_helper(self, what: str, *, timeout: float, **create) -> None:
+        """Run a short-lived root helper container to its end; raise with its output if it fails."""
+        helper = await self.docker(
+            "create_container", user="root", labels=self.compose_labels(), **create
         )
         try:
             await self.docker("start", helper["Id"])
-            result = await self.docker("wait", helper["Id"], timeout=60)
+            result = await self.docker("wait", helper["Id"], timeout=timeout)
             if result.get("StatusCode") != 0:
                 output = await self.docker("logs", helper["Id"])
-                raise RuntimeError(f"could not seal the network: {output.decode()[-500:]}")
+                raise RuntimeError(f"could not {what}: {output.decode()[-500:]}")
         finally:
             await self.docker("remove_container", helper["Id"], force=True)
 
@@ -425,12 +457,61 @@ class GallerySpawner(DockerSpawner):
             self.user_options = {**self.user_options, "image": image}
         defaults = self.default_limits()  # read before this start changes mem/cpu_limit
         self.image = await self.check_allowed(image)
+        data = gallery_source(Path(self.gallery_file)).current().data_for(self.image)
+        if data is not None:
+            self.volumes = {await self.data_folder(self.image, data): data.path_mount()}
         inspect = await self.docker("inspect_image", self.image)
         labels = parse_labels((inspect.get("Config") or {}).get("Labels"))
         limits = limits_for(labels, defaults, maximum=self.maximum_limits())
         self.mem_limit = limits.mem_bytes
         self.cpu_limit = limits.cpu
         return await super().start()
+
+    async def data_folder(self, image: str, data: DataSpec) -> str:
+        """The volume (or host folder) holding this image's data, seeded on first use.
+
+        Its own volume when gallery.yaml names one (Docker copies the image's files into a
+        new named volume); otherwise images/<name>/ in the gallery data volume, into which
+        the image's own files at the data path are copied once, as Docker would.
+        """
+        if data.volume:
+            return data.volume
+        name = image.split(":", 1)[0]
+        folder = Path(self.data_volume_mount) / "images" / name
+        if not (folder / SEEDED).exists():
+            async with _seed_lock(name):
+                if not (folder / SEEDED).exists():
+                    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+                    await self.seed_data(image, data, await self.host_path(folder))
+                    await asyncio.to_thread((folder / SEEDED).touch)
+        return await self.host_path(folder)
+
+    async def host_path(self, folder: Path) -> str:
+        """`folder` (inside the hub's mount of the data volume) as the Docker host sees it."""
+        volume = await self.docker("inspect_volume", self.data_volume)
+        return str(Path(volume["Mountpoint"]) / folder.relative_to(self.data_volume_mount))
+
+    async def seed_data(self, image: str, data: DataSpec, host_folder: str) -> None:
+        """Copy what the image has at the data path into the (empty) folder."""
+        script = (
+            'if [ -d "$SOURCE" ]; then cp -a "$SOURCE"/. /gallery-seed/; fi; '
+            f"chown -R {self.container_user}:{self.container_user} /gallery-seed"
+        )
+        await self.run_helper(
+            "copy the image's data",
+            timeout=600,
+            image=image,
+            command=["sh", "-c", script],
+            environment={"SOURCE": data.path},
+            network_disabled=True,
+            host_config=self.client.create_host_config(
+                binds={host_folder: {"bind": "/gallery-seed", "mode": "rw"}},
+                cap_drop=["ALL"],
+                cap_add=["CHOWN", "DAC_OVERRIDE", "FOWNER"],
+                security_opt=["no-new-privileges"],
+            ),
+        )
+        self.log.info("Seeded the data of %s from the image's %s", image, data.path)
 
     def maximum_limits(self) -> Limits:
         return Limits(mem_bytes=int(self.max_memory_gb * 1024**3), cpu=self.max_cpu)

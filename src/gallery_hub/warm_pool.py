@@ -34,6 +34,7 @@ from gallery_common.gallery_file import Example
 from gallery_hub.background_loop import run_steps
 from gallery_hub.gallery_source import GallerySource
 from gallery_hub.hub_api_client import HubAPI
+from gallery_hub.spawner import DEFAULT_CPU_SHARES
 from gallery_hub.visitors import VISITOR_PREFIX, WARM_GROUP, claim_warm_visitor, make_visitor
 
 log = logging.getLogger("gallery_hub")
@@ -119,6 +120,7 @@ class WarmPool:
         launches_waiting: Callable[[], int],
         image_ids: Callable[[set[str]], dict[str, str | None]],
         container_images: Callable[[dict[str, str]], dict[str, str | None]],
+        set_cpu_shares: Callable[[str, int], None] = lambda container, shares: None,
         interval_s: float = 5.0,
     ):
         self.app = app
@@ -130,11 +132,13 @@ class WarmPool:
         self.launches_waiting = launches_waiting
         self.image_ids = image_ids
         self.container_images = container_images
+        self.set_cpu_shares = set_cpu_shares
         self.interval_s = interval_s
         # example id -> names of warm visitors whose server is ready and rendered once
         self._ready: dict[str, list[str]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._background: set[asyncio.Task] = set()
 
     # -- the click ------------------------------------------------------------------
 
@@ -155,10 +159,19 @@ class WarmPool:
             user.orm_user.last_activity = now
             spawner.orm_spawner.started = spawner.orm_spawner.last_activity = now
             self.app.db.commit()
+            if getattr(spawner, "container_id", ""):  # the visitor's now: full CPU priority
+                self._in_background(
+                    asyncio.to_thread(self.set_cpu_shares, spawner.container_id, DEFAULT_CPU_SHARES)
+                )
             log.info("warm pool: %s claimed %s's %s", "a click", user.name, example_id)
             self.wake()
             return user
         return None
+
+    def _in_background(self, work) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def ready_counts(self) -> dict[str, int]:
         return {example: len(names) for example, names in self._ready.items()}

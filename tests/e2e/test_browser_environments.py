@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import re
+import subprocess
 
 from playwright.sync_api import expect
 
 from .browser import chromium
+from .environments_client import EnvironmentsClient
+from .harness import edit_file
+
+
+def image_id(image: str) -> str:
+    done = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", image],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
 
 
 def test_admin_adds_watches_and_deletes_an_environment(stack, admin_password, gitserver, artifacts):
@@ -61,3 +74,48 @@ def test_admin_adds_watches_and_deletes_an_environment(stack, admin_password, gi
         page.click("#delete-confirm")
         expect(row).to_have_count(0, timeout=30_000)
         page.screenshot(path=str(artifacts / "environments-deleted.png"))
+
+
+def test_admin_rolls_back_to_the_previous_image(
+    stack, admin_password, admin_token, gitserver, artifacts
+):
+    client = EnvironmentsClient(stack.base_url, admin_token)
+    repository = f"{gitserver}/public/editions.git"
+    first = client.wait(client.create(repository=repository, name="rollback-demo").json()["id"])
+    first_id = image_id("rollback-demo:main")
+    edit_file(stack, "editions", "edition.txt", b"rolled-back edition\n")
+    second = client.wait(client.create(repository=repository, name="rollback-demo").json()["id"])
+    assert (first["state"], second["state"]) == ("built", "built")
+    assert image_id("rollback-demo:main") != first_id
+    try:
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            page.goto(stack.url("/hub/login?next=/services/environments/"))
+            page.fill("input[name=username]", "admin")
+            page.fill("input[name=password]", admin_password)
+            page.click("input[type=submit]")
+            page.wait_for_url(re.compile(r".*/services/environments/$"))
+            expect(page.locator("#disk-usage")).to_contain_text("free of")
+            row = page.locator("tr[data-image='rollback-demo:main']")
+            expect(row.locator("[data-field=previous]")).to_contain_text(
+                f"previous {first['resolved_commit'][:7]}"
+            )
+            page.screenshot(path=str(artifacts / "environments-previous-image.png"))
+            row.locator("[data-action=rollback]").click()
+            expect(page.locator("#rollback-dialog")).to_be_visible()
+            expect(page.locator("#rollback-commit")).to_have_text(first["resolved_commit"][:7])
+            page.click("#rollback-confirm")
+            expect(page.locator("#page-alert")).to_contain_text(
+                f"back at commit {first['resolved_commit'][:7]}", timeout=30_000
+            )
+            # The row now shows the rolled-back commit, and the replaced image as previous.
+            expect(row.locator("[data-field=commit]")).to_have_text(first["resolved_commit"][:7])
+            expect(row.locator("[data-field=previous]")).to_contain_text(
+                f"previous {second['resolved_commit'][:7]}"
+            )
+            page.screenshot(path=str(artifacts / "environments-rolled-back.png"))
+        assert image_id("rollback-demo:main") == first_id
+    finally:
+        current = {env["image"]: env for env in client.list()}
+        if "rollback-demo:main" in current:
+            client.request("DELETE", f"/{current['rollback-demo:main']['id']}")

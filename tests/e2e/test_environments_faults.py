@@ -19,16 +19,28 @@ def docker(*args: str, check: bool = True) -> str:
 OTHER_TEST_CONTAINER = re.compile(r"^[a-z]+[0-9a-f]{6}-")
 
 
-def stray_containers(stack) -> list[str]:
-    """Containers left behind by our builds: neither a compose service (of this stack or of
-    another project on the same engine) nor a test's own container (git server, servers)."""
+def container_ids() -> set[str]:
+    """Every container on the engine now (another checkout's may come and go)."""
+    return set(docker("ps", "-aq", "--no-trunc").split())
+
+
+def stray_containers(stack, before: set[str]) -> list[str]:
+    """Containers left behind by our builds: created since `before` was taken, and neither
+    a compose service (of this stack or of another project on the same engine) nor a
+    test's own container (git server, servers)."""
     rows = docker(
-        "ps", "-a", "--format", '{{.Names}}\t{{.Label "com.docker.compose.project"}}'
+        "ps",
+        "-a",
+        "--no-trunc",
+        "--format",
+        '{{.ID}}\t{{.Names}}\t{{.Label "com.docker.compose.project"}}',
     ).splitlines()
     stray = []
     for row in rows:
-        name, _, project = row.partition("\t")
-        if project or name.startswith(stack.project) or OTHER_TEST_CONTAINER.match(name):
+        container, name, project = [*row.split("\t"), "", ""][:3]
+        if container in before or project or name.startswith(stack.project):
+            continue
+        if OTHER_TEST_CONTAINER.match(name):
             continue
         stray.append(name)
     return stray
@@ -54,6 +66,7 @@ def client(stack, admin_token, gitserver) -> EnvironmentsClient:
 
 
 def test_cancel_a_running_build(stack, client, gitserver):
+    before = container_ids()
     response = client.create(repository=f"{gitserver}/public/slow.git", name="slow-cancel")
     build = response.json()
     wait_for_log(client, build["id"], "slow step 2")
@@ -65,10 +78,11 @@ def test_cancel_a_running_build(stack, client, gitserver):
         "images", "-q", ended["image"]
     )
     time.sleep(2)
-    assert stray_containers(stack) == []
+    assert stray_containers(stack, before) == []
 
 
 def test_builder_killed_mid_build_fails_the_build_and_leaves_nothing(stack, client, gitserver):
+    before = container_ids()
     response = client.create(repository=f"{gitserver}/public/slow.git", name="slow-crash")
     build = response.json()
     wait_for_log(client, build["id"], "slow step 2")
@@ -81,7 +95,7 @@ def test_builder_killed_mid_build_fails_the_build_and_leaves_nothing(stack, clie
     assert "restarted" in ended["reason"]
     assert not docker("images", "-q", ended["image"])
     time.sleep(5)  # the daemon notices the client is gone and aborts the build
-    assert stray_containers(stack) == []
+    assert stray_containers(stack, before) == []
 
     # The next build works.
     after = client.create(repository=f"{gitserver}/public/demo.git", name="after-crash")

@@ -13,6 +13,7 @@ import requests
 from .hub_login import login
 from .visitors import (
     VISITOR,
+    XSRF_FIELD,
     anonymous_launch_form,
     container_of,
     docker,
@@ -148,6 +149,8 @@ def test_a_browser_with_a_visitor_gets_its_own_server_not_a_second_identity(
     session, xsrf = anonymous_launch_form(stack)
     first = launch(session, stack, xsrf, "demo")
     visitor = VISITOR.search(first.headers["Location"]).group(0)
+    # Back on the gallery (a new page, with the visitor's own XSRF token), another click.
+    xsrf = XSRF_FIELD.search(session.get(stack.url("/hub/gallery"), timeout=30).text).group(1)
     second = launch(session, stack, xsrf, "warmdemo")
     assert VISITOR.search(second.headers["Location"]).group(0) == visitor
     assert "/spawn-pending/" in second.headers["Location"]

@@ -183,7 +183,7 @@ def test_an_environment_in_use_cannot_be_deleted(stack, admin_token, environment
     build = next(e for e in client.list() if e["image"] == environment)
     refused = client.request("DELETE", f"/{build['id']}")
     assert refused.status_code == 409
-    assert "in use by 1 running server" in refused.json()["error"]
+    assert "in use by 1 server(s)" in refused.json()["error"]
     assert docker("image", "inspect", environment, check=False)
 
 

@@ -32,6 +32,7 @@ from docker.errors import APIError
 from gallery_builder.build_request import BuildRequest, Credentials, image_name
 from gallery_builder.build_runner import RunOutcome
 from gallery_builder.build_store import BuildState, BuildStore
+from gallery_builder.docker_images import DiskUsage
 from gallery_common.image_labels import EnvironmentLabels, parse_labels
 
 COMMIT = "c" * 40
@@ -175,7 +176,11 @@ class FakeImages:
         self.calls.append(("tag", source, target))
         found = self._find(source)
         assert found is not None
+        old = self.images.get(target)
         self.images[target] = found
+        self.images.pop(found.id, None)  # tagged now
+        if old is not None and old.id != found.id and self._find(old.id) is None:
+            self.images[old.id] = old  # untagged, but still there (as Docker keeps it)
 
     def remove(self, image: str, *, prune: bool = False) -> bool:
         self.calls.append(("remove-pruning" if prune else "remove", image))
@@ -186,8 +191,52 @@ class FakeImages:
             del self.images[name]
         return bool(names)
 
+    def untagged(self) -> list[str]:
+        """Ids of images left without a name (what `docker images -f dangling=true` shows)."""
+        return [name for name, image in self.images.items() if name == image.id]
+
+    # Image name -> names of stopped containers created from it.
+    stopped: dict[str, list[str]] = field(default_factory=dict)
+    free_bytes: int = 100 * 1024**3
+    removed_layers: list[str] = field(default_factory=list)
+
     def running_containers_using(self, image: str) -> list[str]:
         return sorted(self.running.get(image, []))
+
+    def containers_using(self, image: str) -> list[str]:
+        return sorted(self.running.get(image, []) + self.stopped.get(image, []))
+
+    def gallery_images(self) -> list[dict[str, Any]]:
+        by_id: dict[str, dict[str, Any]] = {}
+        for name, image in self.images.items():
+            entry = by_id.setdefault(
+                image.id,
+                {"Id": image.id, "RepoTags": [], "Labels": image.labels, "Size": image.size},
+            )
+            if name != image.id:
+                entry["RepoTags"].append(name)
+        return [e for e in by_id.values() if parse_labels(e["Labels"]) is not None]
+
+    def container_images(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for source in (self.running, self.stopped):
+            for name, containers in source.items():
+                image_id = self.image_id(name)
+                if image_id is not None:
+                    found.setdefault(image_id, []).extend(containers)
+        return found
+
+    def data_root_usage(self) -> DiskUsage:
+        return DiskUsage(
+            total=200 * 1024**3, used=200 * 1024**3 - self.free_bytes, free=self.free_bytes
+        )
+
+    def remove_layers(self, layers: list[str]) -> list[str]:
+        self.removed_layers += layers
+        return []
+
+    def host_gateways(self) -> frozenset[str]:
+        return frozenset()
 
 
 # --- runners ----------------------------------------------------------------------------

@@ -121,11 +121,9 @@ def test_a_build_runs_and_is_recorded(store: BuildStore) -> None:
     assert (final.resolved_commit, final.image_size, final.reused) == (COMMIT, 123, False)
     assert final.started_at is not None and final.finished_at is not None
     assert log_of(store, record.id) == ["line 0\n", "line 1\n", "line 2\n"]
-    # building, then once per stored line, then built.
+    # building, then once per stored batch of lines (one here), then built.
     assert events.states == [
         (record.id, BuildState.BUILDING, 0),
-        (record.id, BuildState.BUILDING, 1),
-        (record.id, BuildState.BUILDING, 2),
         (record.id, BuildState.BUILDING, 3),
         (record.id, BuildState.BUILT, 3),
     ]

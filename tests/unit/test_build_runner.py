@@ -10,6 +10,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -240,21 +241,48 @@ def test_run_rebuilds_when_the_limits_differ(repo: Repo, tmp_path: Path) -> None
     outcome = run(setup.runner.run("b3", request_for(repo), lambda line: None))
     assert (outcome.state, outcome.reused) == (BuildState.BUILT, False)
     assert setup.record_file.exists()
-    # The image the name used to point at is dropped once the new one has the name.
-    # Pruned: its untagged parents are that old build's intermediate layers.
-    assert ("remove-pruning", "sha256:old") in setup.images.calls
+    # The image the name used to point at stays as the previous image, to roll back to.
     assert setup.images.images["demo:trunk"].id == "sha256:new"
+    assert setup.images.images["demo:gallery-previous-trunk-old"].id == "sha256:old"
+    assert setup.images.untagged() == []
 
 
-def test_run_keeps_a_previous_image_docker_refuses_to_remove(repo: Repo, tmp_path: Path) -> None:
-    setup = make_runner(tmp_path)
-    setup.images.images["demo:v1"] = FakeImage("sha256:old", labels_for(repo, "f" * 40))
-    setup.images.in_use.add("sha256:old")
-    built_by_repo2docker(setup, "demo:v1", "b4", labels_for(repo, repo.trunk, ref="v1"))
+def test_only_keep_previous_images_stay_and_older_ones_go(repo: Repo, tmp_path: Path) -> None:
+    setup = make_runner(tmp_path, keep_previous=1)
+    older = labels_for(repo, "a" * 40, build_time=datetime(2026, 1, 1, tzinfo=UTC))
+    setup.images.images["demo:gallery-previous-trunk-older"] = FakeImage("sha256:older", older)
+    old = labels_for(repo, "b" * 40, build_time=datetime(2026, 6, 1, tzinfo=UTC))
+    setup.images.images["demo:trunk"] = FakeImage("sha256:old", old)
+    built_by_repo2docker(setup, "demo:trunk", "b3", labels_for(repo, repo.trunk))
     lines: list[str] = []
-    outcome = run(setup.runner.run("b4", request_for(repo, "v1"), lines.append))
+    outcome = run(setup.runner.run("b3", request_for(repo), lines.append))
     assert outcome.state is BuildState.BUILT
-    assert any(line.startswith("Kept the previous image of demo:v1") for line in lines)
+    assert "demo:gallery-previous-trunk-old" in setup.images.images
+    assert "demo:gallery-previous-trunk-older" not in setup.images.images
+    assert any("stays as demo:gallery-previous-trunk-old" in line for line in lines)
+    assert any(
+        "Removed the older image demo:gallery-previous-trunk-older" in line for line in lines
+    )
+    assert setup.images.untagged() == []
+
+
+def test_a_previous_image_a_container_uses_stays_until_it_is_gone(
+    repo: Repo, tmp_path: Path
+) -> None:
+    setup = make_runner(tmp_path, keep_previous=0)
+    setup.images.images["demo:v1"] = FakeImage("sha256:old", labels_for(repo, "f" * 40))
+    setup.images.stopped["sha256:old"] = ["gallery-user-x"]  # by image id, as Docker does
+    built_by_repo2docker(setup, "demo:v1", "b4", labels_for(repo, repo.trunk, ref="v1"))
+    outcome = run(setup.runner.run("b4", request_for(repo, "v1"), lambda line: None))
+    assert outcome.state is BuildState.BUILT
+    # No previous image is kept (0), but a container uses this one: it keeps a name...
+    kept = "demo:gallery-previous-v1-old"
+    assert setup.images.images[kept].id == "sha256:old"
+    assert setup.runner.retention.sweep(["demo:v1"]) == []
+    # ... until the container is gone: the next sweep removes it.
+    setup.images.stopped.clear()
+    assert setup.runner.retention.sweep(["demo:v1"]) == [f"Removed the older image {kept}"]
+    assert kept not in setup.images.images and setup.images.untagged() == []
 
 
 def test_run_names_images_after_the_ref(repo: Repo, tmp_path: Path) -> None:
@@ -364,7 +392,7 @@ def test_run_logs_each_phase_with_its_time(repo: Repo, tmp_path: Path) -> None:
     stamped = [line for line in lines if re.match(r"\[ *\d+\.\d\d s\] ", line)]
     phases = [line.split("] ", 1)[1] for line in stamped]
     assert phases[0].startswith("the default branch (trunk) is commit ")
-    assert phases[1].startswith(f"Fetching commit {repo.trunk[:7]} (depth 1)")
+    assert phases[1].startswith(f"Fetching commit {repo.trunk[:7]}")
     assert phases[2].startswith("Running repo2docker for commit ")
     assert phases[3] == "repo2docker finished; publishing the image\n"
     assert phases[4].startswith("Built demo:trunk (")
@@ -373,15 +401,14 @@ def test_run_logs_each_phase_with_its_time(repo: Repo, tmp_path: Path) -> None:
     assert "c.Repo2Docker.cache_from = []" in setup.record()["config"]
 
 
-def test_run_lets_repo2docker_clone_when_the_commit_cannot_be_fetched_alone(
+def test_a_commit_the_repository_does_not_have_fails_with_a_reason(
     repo: Repo, tmp_path: Path
 ) -> None:
     setup = make_runner(tmp_path)
     missing = "e" * 40  # a full commit id is not looked up; the server does not have it
-    built_by_repo2docker(setup, f"demo:{missing[:7]}", "b13", labels_for(repo, missing))
     lines: list[str] = []
     outcome = run(setup.runner.run("b13", request_for(repo, missing), lines.append))
-    assert outcome.state is BuildState.BUILT
-    assert setup.record()["argv"][-1] == str(repo.path)  # repo2docker got the URL
-    assert any("git fetch of commit eeeeeee failed" in line for line in lines)
-    assert any(line.endswith("] repo2docker clones the repository itself\n") for line in lines)
+    assert outcome.state is BuildState.FAILED
+    assert outcome.reason == f"commit eeeeeee is not in {repo.path}"
+    assert any("fetching its branches and tags" in line for line in lines)
+    assert not setup.record_file.exists()  # repo2docker never ran

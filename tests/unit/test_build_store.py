@@ -14,12 +14,12 @@ import pytest
 
 from gallery_builder.build_store import (
     DB_FILE_MODE,
-    LOG_TRUNCATED_MARKER,
     SCHEMA_VERSION,
     TERMINAL_STATES,
     BuildRecord,
     BuildState,
     BuildStore,
+    elided_marker,
 )
 
 REPO = "https://github.com/NeuroLang/neurolang_examples"
@@ -377,40 +377,53 @@ def test_undecodable_text_is_stored_with_replacement(store: BuildStore):
     assert store.full_log(build.id) == "bad ? byte\n"
 
 
-def test_log_cap_truncates_with_one_final_marker(db_path: Path):
-    with BuildStore(db_path, log_cap_bytes=25) as store:
+def test_a_capped_log_keeps_its_head_and_its_tail_with_a_marker_between(db_path: Path):
+    # cap 40: the first 20 bytes as they came, then the newest 20
+    with BuildStore(db_path, log_cap_bytes=40) as store:
         build = new_build(store)
-        assert store.append_log(build.id, "0123456789") == 1  # 10 bytes
-        assert store.append_log(build.id, "0123456789") == 2  # 20 bytes
-        assert store.append_log(build.id, "abcdefghij") == 4  # 5 fit, then the marker
-        assert store.append_log(build.id, "dropped") == 4
-        assert store.append_log(build.id, "dropped too") == 4
-        assert store.read_log(build.id) == [
-            (1, "0123456789"),
-            (2, "0123456789"),
-            (3, "abcde"),
-            (4, LOG_TRUNCATED_MARKER),
-        ]
-        assert LOG_TRUNCATED_MARKER == "[log truncated]\n"
+        assert store.append_logs(build.id, ["0123456789", "0123456789"]) == 2
+        assert store.append_log(build.id, "abcdefghij") == 4  # the head is full: marker
+        assert store.read_log(build.id)[2] == (3, elided_marker(0, 0))
+        store.append_logs(build.id, [f"line {n:04}\n" for n in range(100)])
+        log = store.read_log(build.id)
+        assert log[:2] == [(1, "0123456789"), (2, "0123456789")]
+        seq, marker = log[2]
+        assert seq == 3 and "elided" in marker and "only its start and its end" in marker
+        assert "99 lines" in marker  # "abcdefghij" and 98 of the 100 lines
+        assert [text for _, text in log[3:]] == ["line 0098\n", "line 0099\n"]
+        # Numbers keep growing: a stream that resumes after any seen id misses nothing new.
+        assert store.append_log(build.id, "last\n") == 105
+        assert store.full_log(build.id).endswith("line 0099\nlast\n")
 
 
-def test_log_cap_cuts_on_a_character_boundary(db_path: Path):
-    with BuildStore(db_path, log_cap_bytes=5) as store:
+def test_a_capped_log_stays_capped_across_store_instances(db_path: Path):
+    with BuildStore(db_path, log_cap_bytes=40) as store:
         build = new_build(store)
-        store.append_log(build.id, "ééé")  # 6 bytes: only two characters fit
-        assert store.full_log(build.id) == "éé" + LOG_TRUNCATED_MARKER
+        store.append_logs(build.id, ["x" * 19 + "\n", "y" * 9 + "\n", "z" * 9 + "\n"])
+    with BuildStore(db_path, log_cap_bytes=40) as store:
+        store.append_logs(build.id, ["w" * 9 + "\n"] * 5)
+        tail = store.read_log(build.id)[2:]
+        assert sum(len(text) for _, text in tail) <= 20 + 2
+        assert tail[-1][1] == "w" * 9 + "\n" and "elided" in store.read_log(build.id)[1][1]
+
+
+def test_log_cap_cuts_the_head_on_a_character_boundary(db_path: Path):
+    with BuildStore(db_path, log_cap_bytes=10) as store:
+        build = new_build(store)
+        store.append_log(build.id, "ééé")  # 6 bytes: only two characters fit the head of 5
+        log = store.read_log(build.id)
+        assert log[0] == (1, "éé") and "the middle" in log[1][1] and log[2] == (3, "é")
 
 
 def test_log_cap_exact_fit_is_not_truncated(db_path: Path):
-    with BuildStore(db_path, log_cap_bytes=4) as store:
+    with BuildStore(db_path, log_cap_bytes=8) as store:
         build = new_build(store)
         assert store.append_log(build.id, "abcd") == 1
-        assert store.append_log(build.id, "e") == 2
-        assert store.read_log(build.id) == [(1, "abcd"), (2, LOG_TRUNCATED_MARKER)]
+        assert store.read_log(build.id) == [(1, "abcd")]
 
 
 def test_log_cap_is_per_build(db_path: Path):
-    with BuildStore(db_path, log_cap_bytes=4) as store:
+    with BuildStore(db_path, log_cap_bytes=8) as store:
         one, two = new_build(store, "one"), new_build(store, "two")
         store.append_log(one.id, "12345")
         assert store.append_log(two.id, "1234") == 1
@@ -420,10 +433,11 @@ def test_log_cap_is_per_build(db_path: Path):
 def test_default_log_cap_is_5_mib(store: BuildStore):
     build = new_build(store)
     mib = "x" * (1024 * 1024)
-    for _ in range(5):
+    for _ in range(2):
         store.append_log(build.id, mib)
-    assert store.append_log(build.id, "y") == 6
-    assert store.read_log(build.id, after=5) == [(6, LOG_TRUNCATED_MARKER)]
+    assert "elided" not in store.full_log(build.id)
+    store.append_log(build.id, mib)
+    assert "the middle" in store.full_log(build.id)
 
 
 def test_log_cap_must_be_positive(db_path: Path):
@@ -520,12 +534,15 @@ def test_records_and_logs_survive_reopening(db_path: Path):
 
 
 def test_log_cap_state_survives_reopening(db_path: Path):
-    with BuildStore(db_path, log_cap_bytes=3) as store:
+    with BuildStore(db_path, log_cap_bytes=6) as store:
         build = new_build(store)
-        store.append_log(build.id, "abcd")
-    with BuildStore(db_path, log_cap_bytes=3) as store:
-        assert store.append_log(build.id, "more") == 2
-        assert store.full_log(build.id) == "abc" + LOG_TRUNCATED_MARKER
+        store.append_log(build.id, "abcd")  # "abc", the marker, "d"
+    with BuildStore(db_path, log_cap_bytes=6) as store:
+        assert store.append_log(build.id, "ef") == 4
+        log = store.read_log(build.id)
+        assert (
+            log[0] == (1, "abc") and "the middle" in log[1][1] and log[2:] == [(3, "d"), (4, "ef")]
+        )
 
 
 def test_fail_interrupted_fails_queued_and_building_only(db_path: Path):
@@ -591,7 +608,7 @@ def test_uses_wal_and_records_schema_version(db_path: Path):
     db = sqlite3.connect(db_path)
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     finally:
         db.close()
 

@@ -174,6 +174,7 @@ def test_build_streams_progress_and_passes_arguments_through() -> None:
         "custom_context": True,
         "tag": "gallery-env:abc",
         "container_limits": {"memory": 2**30, "memswap": 2**30},
+        "network_mode": "none",  # the label step needs no network
         "rm": True,
         "forcerm": True,
         "decode": True,
@@ -486,3 +487,93 @@ def test_repo2docker_builds_a_dockerfile_repository_with_the_engine(
     client.chunks = [{"error": "RUN failed", "errorDetail": {"message": "RUN failed"}}]
     with pytest.raises(BuildError, match="RUN failed"):
         r2d.build()
+
+
+# --- only the builder's labels, the slow import, the box, the layers -------------------------
+
+
+def _dockerfile(call: dict[str, Any]) -> str:
+    with tarfile.open(fileobj=call["fileobj"]) as tar:
+        member = tar.extractfile("Dockerfile")
+        assert member is not None
+        return member.read().decode()
+
+
+def test_the_repositorys_own_gallery_labels_are_overwritten_or_blanked() -> None:
+    own = {
+        "org.neurolang-gallery.memory-limit-gb": "512",
+        "org.neurolang-gallery.environment": "false",
+        "org.neurolang-gallery.made-up": "yes",
+        "maintainer": "someone",
+    }
+    client = FakeAPIClient(PROGRESS, images={"sha256:feedface": {"Config": {"Labels": own}}})
+    engine = engine_with(client, extra_labels={"org.neurolang-gallery.environment": "true"})
+    list(engine.build(path="/ctx", tag="t:1"))
+    _, labels = label_build(client.build_calls[1])
+    assert labels == {
+        "org.neurolang-gallery.environment": "true",
+        "org.neurolang-gallery.memory-limit-gb": "",
+        "org.neurolang-gallery.made-up": "",
+    }
+    # Even with no labels to add, a repository's own gallery labels are blanked.
+    client = FakeAPIClient(PROGRESS, images={"sha256:feedface": {"Config": {"Labels": own}}})
+    list(engine_with(client).build(path="/ctx", tag="t:1"))
+    assert len(client.build_calls) == 2
+    assert "org.neurolang-gallery.memory-limit-gb" in label_build(client.build_calls[1])[1]
+
+
+def test_the_slow_import_is_removed_as_root_and_the_user_restored() -> None:
+    config = {"User": "jovyan", "Labels": {}}
+    client = FakeAPIClient(PROGRESS, images={"sha256:feedface": {"Config": config}})
+    engine = engine_with(client, extra_labels={"a": "b"}, trim_slow_imports=True)
+    logged = run_like_repo2docker(engine.build(path="/ctx", tag="t:1"))
+    dockerfile = _dockerfile(client.build_calls[1])
+    lines = dockerfile.splitlines()
+    assert lines[0] == "FROM sha256:feedface"
+    assert lines[1:3] == ["USER root", f"RUN {docker_api_engine.TRIM_COMMAND}"]
+    assert lines[3] == "USER jovyan" and lines[4].startswith("LABEL ")
+    assert "rfc3987_syntax" in docker_api_engine.TRIM_COMMAND
+    assert client.build_calls[1]["network_mode"] == "none"
+    assert any("removing rfc3987_syntax" in line for line in logged)
+    # Root images need no USER switch (and get none: USER "" cannot be restored).
+    assert docker_api_engine.label_dockerfile("x", {}, trim_user="").splitlines() == [
+        "FROM x",
+        f"RUN {docker_api_engine.TRIM_COMMAND}",
+    ]
+
+
+def test_a_failed_trim_falls_back_to_the_labels_alone() -> None:
+    class TrimFails(FakeAPIClient):
+        def build(self, **kwargs: Any) -> Iterator[Any]:
+            if len(self.build_calls) == 1:  # the trim step
+                self.build_calls.append(kwargs)
+                return iter([{"error": "/bin/sh: not found"}])
+            return super().build(**kwargs)
+
+    client = TrimFails(PROGRESS)
+    engine = engine_with(client, extra_labels={"a": "b"}, trim_slow_imports=True)
+    logged = [c.get("stream", "") for c in engine.build(path="/ctx", tag="t:1") if "stream" in c]
+    assert "RUN " not in _dockerfile(client.build_calls[2])
+    assert any("Could not remove rfc3987_syntax" in line for line in logged)
+
+
+def test_builds_run_in_the_box_and_report_their_layers(tmp_path: Path) -> None:
+    layers = tmp_path / "layers"
+    client = FakeAPIClient(PROGRESS)
+    engine = engine_with(
+        client,
+        build_network_mode="container:abc",
+        build_limits={"memory": 2**28, "memswap": 2**28, "cpuperiod": 100000, "cpuquota": 50000},
+        build_args_extra={"HTTP_PROXY": "http://192.0.2.5:3128"},
+        layers_file=str(layers),
+        extra_labels={"a": "b"},
+    )
+    list(engine.build(path="/ctx", tag="t:1", container_limits={"memory": 2**40}))
+    first = client.build_calls[0]
+    assert first["network_mode"] == "container:abc"
+    assert first["container_limits"]["memory"] == 2**28  # the box's limit wins
+    assert first["container_limits"]["cpuquota"] == 50000
+    assert first["buildargs"]["HTTP_PROXY"] == "http://192.0.2.5:3128"
+    # Each build's (the repository's, the label step's) image ids, as the daemon said them.
+    reported = layers.read_text().split()
+    assert reported[:2] == ["2be1f3282c7e", "sha256:feedface"] and len(reported) == 4

@@ -51,6 +51,25 @@ def test_image_url_is_optional():
     assert gallery.examples["empty"].image_url == ""
 
 
+def test_an_images_shared_data():
+    gallery = parse_gallery(
+        {
+            "images": {
+                "neuroweb": {"repo": "https://x.org/n", "data": {"path": "gallery/neurolang_data"}},
+                "other": {"repo": "https://x.org/o", "data": {"path": "/srv/d", "volume": "v1"}},
+                "plain": {"repo": "https://x.org/p"},
+            },
+            "examples": {"demo": {**EXAMPLE, "image_name": "neuroweb:master"}},
+        }
+    )
+    data = gallery.images["neuroweb"].data
+    assert (data.path, data.volume) == ("/home/jovyan/gallery/neurolang_data", None)
+    assert gallery.images["other"].data.volume == "v1"
+    assert gallery.images["plain"].data is None
+    assert gallery.data_for("neuroweb:master") == data
+    assert gallery.data_for("unknown:v1") is None
+
+
 @pytest.mark.parametrize(
     ("data", "where"),
     [
@@ -61,6 +80,15 @@ def test_image_url_is_optional():
         ({"images": {"demo": {"repo": "x", "memory": "lots"}}}, "images.demo.memory"),
         ({"images": {"demo": {"repo": "x", "cpu": -1}}}, "images.demo.cpu"),
         ({"images": {"demo": {"repo": "x", "colour": 1}}}, "images.demo.colour"),
+        ({"images": {"d": {"repo": "x", "data": {}}}}, "images.d.data.path"),
+        ({"images": {"d": {"repo": "x", "data": {"path": "../etc"}}}}, "images.d.data.path"),
+        ({"images": {"d": {"repo": "x", "data": {"path": "/"}}}}, "images.d.data.path"),
+        (
+            {"images": {"d": {"repo": "x", "data": {"path": "a", "volume": "-x"}}}},
+            "images.d.data.volume",
+        ),
+        ({"images": {"d": {"repo": "x", "data": {"path": "a", "size": 1}}}}, "images.d.data.size"),
+        ({"images": {"d": {"repo": "x", "data": "a"}}}, "images.d.data"),
         ({"examples": {"demo": {**EXAMPLE, "title": ""}}}, "examples.demo.title"),
         ({"examples": {"demo": {**EXAMPLE, "path": "/etc/passwd"}}}, "examples.demo.path"),
         ({"examples": {"demo": {**EXAMPLE, "path": "../x.py"}}}, "examples.demo.path"),

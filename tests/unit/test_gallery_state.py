@@ -33,3 +33,14 @@ def test_a_failing_partial_is_logged_not_raised():
         raise RuntimeError(f"{source} is down")
 
     assert CachedValue(partial(fetch, "builder"), max_age_s=0, empty=list).get() == []
+
+
+def test_a_failing_source_given_as_a_partial_is_named_in_the_log(caplog):
+    from functools import partial
+
+    def builds_in_progress(url):
+        raise OSError("builder down")
+
+    cache = CachedValue(partial(builds_in_progress, "http://builder"), max_age_s=0)
+    assert cache.get() == set()
+    assert "builds_in_progress failed: builder down" in caplog.text

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import random
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ from gallery_common.hub_contract import (
     READ_SCOPE,
     SERVICE_PREFIX,
 )
+from gallery_common.image_labels import make_labels
 
 from .conftest import FakeImage, FakeImages, FakeRunner, fake_resolve
 
@@ -141,7 +144,8 @@ async def serve(tmp_path: Path) -> AsyncIterator[Service]:
         oauth_redirect_uri=SERVICE_PREFIX + "oauth_callback",
         access_scopes=set(handlers.ACCESS_SCOPES),
     )
-    ctx = BuilderContext(settings, Environments(store, queue, images, rules), events, hub_auth)
+    environments = Environments(store, queue, images, rules, min_free_disk_gb=5, stack="local")
+    ctx = BuilderContext(settings, environments, events, hub_auth)
     app = make_app(ctx, images, COOKIE_SECRET)  # type: ignore[arg-type]
     server = app.listen(0, address="127.0.0.1")
     port = next(iter(server._sockets.values())).getsockname()[1]
@@ -297,8 +301,9 @@ async def test_add_queues_a_build_and_lists_it(service: Service) -> None:
     assert (ended["state"], ended["image"]) == ("built", "demo:main")
     one = await service.call("GET", f"{API}/{build['id']}")
     assert body(one) == ended
-    listed = body(await service.call("GET", API))["environments"]
-    assert listed == [ended]
+    answer = body(await service.call("GET", API))
+    assert answer["environments"] == [{**ended, "previous": []}]
+    assert set(answer["disk"]) == {"total_bytes", "used_bytes", "free_bytes", "min_free_bytes"}
 
 
 @pytest.mark.parametrize(
@@ -454,8 +459,13 @@ async def test_delete_is_refused_while_a_build_runs_or_a_server_uses_the_image(
     in_use = await service.call("DELETE", f"{API}/{build['id']}")
     assert in_use.code == 409
     assert body(in_use) == {
-        "error": "demo:main is in use by 1 running server(s): jupyter-alice; stop them first"
+        "error": "demo:main is in use by 1 server(s): jupyter-alice; stop them first"
     }
+    # A stopped container blocks it too (Docker would refuse): 409 naming it, never a 500.
+    service.images.running.clear()
+    service.images.stopped["demo:main"] = ["jupyter-bob"]
+    stopped = await service.call("DELETE", f"{API}/{build['id']}")
+    assert stopped.code == 409 and "jupyter-bob" in body(stopped)["error"]
     assert len(service.store.list()) == 1
 
 
@@ -560,3 +570,171 @@ async def test_health_reports_each_check(service: Service) -> None:
     assert response.code == 503
     checks = body(response)["checks"]
     assert (checks["state_dir"]["ok"], checks["docker"]["ok"]) == (True, False)
+
+
+# --- roll back, prune, the disk floor --------------------------------------------------------
+
+
+def _labels(commit: str, built: str) -> dict[str, str]:
+    return make_labels(
+        repository=URL,
+        ref="main",
+        commit=commit,
+        display_name="demo",
+        build_time=datetime.fromisoformat(built),
+        stack="local",
+    )
+
+
+@scenario
+async def test_roll_back_makes_the_previous_image_current_again(service: Service) -> None:
+    build = await service.ended((await service.add(name="demo"))["id"])
+    none_yet = await service.call("POST", f"{API}/{build['id']}/rollback", body={})
+    assert none_yet.code == 409 and "no previous image" in body(none_yet)["error"]
+    service.images.images["demo:main"] = FakeImage(
+        "sha256:new", _labels("b" * 40, "2026-06-02T00:00:00+00:00")
+    )
+    service.images.images["demo:gallery-previous-main-old"] = FakeImage(
+        "sha256:old", _labels("a" * 40, "2026-06-01T00:00:00+00:00"), size=77
+    )
+    listed = body(await service.call("GET", API))["environments"][0]["previous"]
+    assert [(p["image"], p["commit"], p["size"]) for p in listed] == [
+        ("demo:gallery-previous-main-old", "a" * 40, 77)
+    ]
+    wrong = await service.call("POST", f"{API}/{build['id']}/rollback", body={"image": "x:y"})
+    assert wrong.code == 400 and body(wrong)["field"] == "image"
+    bad = await service.call("POST", f"{API}/{build['id']}/rollback", body=[1])
+    assert bad.code == 400 and body(bad)["field"] == "body"
+    rolled = await service.call("POST", f"{API}/{build['id']}/rollback", body={})
+    assert rolled.code == 200, rolled.body
+    current = body(rolled)
+    assert (current["state"], current["resolved_commit"], current["reused"]) == (
+        "built",
+        "a" * 40,
+        True,
+    )
+    assert service.images.images["demo:main"].id == "sha256:old"
+    assert service.images.images["demo:gallery-previous-main-new"].id == "sha256:new"
+    assert "demo:gallery-previous-main-old" not in service.images.images
+    listed = body(await service.call("GET", API))["environments"]
+    assert [e["id"] for e in listed] == [current["id"]]
+    assert [p["image"] for p in listed[0]["previous"]] == ["demo:gallery-previous-main-new"]
+
+
+@scenario
+async def test_prune_removes_only_what_no_environment_references(service: Service) -> None:
+    await service.ended((await service.add(name="demo"))["id"])
+    labels = _labels("a" * 40, "2026-06-01T00:00:00+00:00")
+    service.images.images["demo:main"] = FakeImage("sha256:cur", labels)
+    service.images.images["demo:gallery-previous-main-old"] = FakeImage("sha256:old", labels)
+    service.images.images["gone:main"] = FakeImage("sha256:gone", labels, size=1000)
+    service.images.images["used:main"] = FakeImage("sha256:used", labels)
+    service.images.running["used:main"] = ["jupyter-alice"]
+    other_stack = {**labels, "org.neurolang-gallery.stack": "another-stack"}
+    service.images.images["theirs:main"] = FakeImage("sha256:theirs", other_stack)
+    answer = await service.call("POST", f"{API}/prune")
+    assert answer.code == 200, answer.body
+    assert body(answer) == {
+        "removed": ["gone:main"],
+        "kept": [{"image": "used:main", "used_by": ["jupyter-alice"]}],
+        "freed_bytes": 1000,
+    }
+    assert {"demo:main", "demo:gallery-previous-main-old", "used:main", "theirs:main"} <= set(
+        service.images.images
+    )
+
+
+@scenario
+async def test_builds_are_refused_with_a_reason_below_the_free_disk_floor(service: Service) -> None:
+    service.images.free_bytes = 2 * 1024**3
+    refused = await service.call("POST", API, body={"repository": URL})
+    assert refused.code == 409
+    assert (
+        "only 2.0 GB free on Docker's data root, below GALLERY_MIN_FREE_DISK_GB (5 GB)"
+        in (body(refused)["error"])
+    )
+    assert service.store.list() == []
+    disk = body(await service.call("GET", API))["disk"]
+    assert disk["free_bytes"] == 2 * 1024**3 and disk["min_free_bytes"] == 5 * 1024**3
+
+
+@scenario
+async def test_credentials_in_the_url_get_a_400_naming_the_field(service: Service) -> None:
+    answer = await service.call("POST", API, body={"repository": "https://me@example.org/x.git"})
+    assert answer.code == 400
+    assert body(answer) == {
+        "error": "repository: put credentials in the credentials fields, not in the URL",
+        "field": "repository",
+        "message": "put credentials in the credentials fields, not in the URL",
+    }
+
+
+FUZZ_SEED = 20261201
+
+
+def _fuzz_values(rng: random.Random) -> list[Any]:
+    huge = "x" * 200_000
+    values: list[Any] = [
+        None,
+        True,
+        0,
+        -1,
+        1e308,
+        10**30,
+        "",
+        " ",
+        huge,
+        "\ud800",
+        "\x00",
+        "é" * 5000,
+        [],
+        [1, [2, [3]]],
+        {},
+        {"a": {"b": {}}},
+        "http://",
+        URL,
+        "../../etc/passwd",
+    ]
+    return values + [rng.choice(values) for _ in range(10)]
+
+
+@scenario
+async def test_no_request_body_header_or_path_gets_a_500(service: Service) -> None:
+    """Fuzz: malformed JSON, wrong types, huge strings, unknown ids; never a 500."""
+    rng = random.Random(FUZZ_SEED)
+    build = await service.ended((await service.add(name="demo"))["id"])
+    answers: list[tuple[str, int]] = []
+    raw_bodies = [b"{", b"[" * 50_000, b"\xff\xfe", b"null", b"1e999", b'{"a":' * 2000, b'"s"']
+    for raw in raw_bodies:
+        for path in (API, f"{API}/{build['id']}/rebuild", f"{API}/{build['id']}/rollback"):
+            answer = await service.call("POST", path, body=raw)
+            answers.append((f"{path} {raw[:20]!r}", answer.code))
+    fields = ["repository", "ref", "name", "memory", "cpu", "credentials", "colour"]
+    for _ in range(150):
+        payload = {
+            field: rng.choice(_fuzz_values(rng)) for field in rng.sample(fields, rng.randint(1, 4))
+        }
+        if rng.random() < 0.3:
+            payload["credentials"] = {"username": rng.choice(_fuzz_values(rng)), "password": "p"}
+        answer = await service.call("POST", API, body=payload)
+        answers.append((repr(payload)[:80], answer.code))
+    for method, path in [
+        ("GET", f"{API}/{'0' * 32}"),
+        ("DELETE", f"{API}/{'0' * 32}"),
+        ("POST", f"{API}/{'0' * 32}/rebuild"),
+        ("POST", f"{API}/{'0' * 32}/cancel"),
+        ("POST", f"{API}/{'0' * 32}/rollback"),
+        ("GET", f"{API}/{'0' * 32}/log"),
+        ("GET", f"{API}/NOT-AN-ID"),
+        ("GET", f"{API}/default-name?repository=" + "%F0%9F" * 3000),
+        ("GET", f"{API}/{build['id']}/log?after=" + "9" * 40),
+        ("GET", f"{API}/{build['id']}/log?after=-5"),
+        ("GET", f"{API}/{build['id']}/log?after=" + "1" * 5000),
+    ]:
+        answer = await service.call(method, path)
+        answers.append((path[-40:], answer.code))
+    headers = {"Last-Event-ID": "99999999999999999999999999"}
+    answer = await service.call("GET", f"{API}/{build['id']}/log", headers=headers)
+    answers.append(("Last-Event-ID", answer.code))
+    assert [a for a in answers if a[1] >= 500] == []
+    assert all(code < 500 for _, code in answers)

@@ -36,6 +36,7 @@ def labels(**overrides: object) -> dict[str, str]:
         "cpu_limit": 1.5,
         "build_time": BUILT,
         "builder_version": "0.1.0",
+        "stack": "neurolang-gallery",
     }
     args.update(overrides)
     return make_labels(**args)  # type: ignore[arg-type]

@@ -382,3 +382,58 @@ def test_a_visitor_may_not_start_a_broken_example_but_the_system_visitor_may(
     spawner = make_spawner(gallery_file, system, options={"image": "gallery-demo:main"})
     run(spawner.start())
     assert spawner.started_with["image"] == "gallery-demo:main"
+
+
+def test_an_image_with_data_gets_its_own_folder_seeded_once_from_the_image(tmp_path):
+    gallery = tmp_path / "gallery.yaml"
+    gallery.write_text(
+        yaml.safe_dump(
+            {
+                **GALLERY,
+                "images": {
+                    "gallery-demo": {"repo": "https://x.org/d", "data": {"path": "gallery/data"}}
+                },
+            }
+        )
+    )
+    mount = tmp_path / "volume"
+    mount.mkdir()
+    user = make_user("alice", False, {})
+    spawner = make_spawner(
+        str(gallery),
+        user,
+        server="",
+        options={"image": "gallery-demo:main"},
+        data_volume="proj-gallery-data",
+        data_volume_mount=str(mount),
+    )
+    spawner.docker.do_inspect_volume = lambda name: {"Mountpoint": "/var/lib/docker/v/_data"}
+    run(spawner.start())
+    assert spawner.volumes == {
+        "/var/lib/docker/v/_data/images/gallery-demo": {
+            "bind": "/home/jovyan/gallery/data",
+            "mode": "ro",
+        }
+    }
+    seed = next(c for c in spawner.docker.calls if c[0] == "create_container")[2]
+    assert seed["image"] == "gallery-demo:main" and seed["network_disabled"] is True
+    assert seed["environment"] == {"SOURCE": "/home/jovyan/gallery/data"}
+    assert seed["host_config"]["Binds"] == [
+        "/var/lib/docker/v/_data/images/gallery-demo:/gallery-seed:rw"
+    ]
+    assert (mount / "images" / "gallery-demo" / ".gallery-seeded").exists()
+    again = make_spawner(str(gallery), user, server="x", options={"image": "gallery-demo:main"})
+    again.data_volume, again.data_volume_mount = "proj-gallery-data", str(mount)
+    again.docker.do_inspect_volume = spawner.docker.do_inspect_volume
+    run(again.start())
+    assert "create_container" not in again.docker.names()  # seeded once
+
+
+def test_an_unclaimed_warm_server_runs_at_a_low_cpu_priority(gallery_file):
+    from gallery_hub.visitors import WARM_GROUP
+
+    user = make_user("w1", True, {})
+    user.groups = [SimpleNamespace(name=WARM_GROUP)]
+    assert run(make_spawner(gallery_file, user).host_config())["cpu_shares"] == 128
+    visitor = make_spawner(gallery_file, make_user("v1", True, {}))
+    assert "cpu_shares" not in run(visitor.host_config())

@@ -116,3 +116,22 @@ def test_claimed_visitors_join_the_culled_group():
     finally:
         orm.Group.find = original
     assert [g.name for g in user.groups] == [VISITOR_GROUP]
+
+
+def test_a_claimed_server_gets_its_full_cpu_priority_back(monkeypatch):
+    import asyncio
+
+    monkeypatch.setattr(warm_pool, "claim_warm_visitor", lambda db, u: None)
+    user = warm_user("w1")
+    user.spawners["a"].container_id = "c1"
+    pool = make_pool({"w1": user})
+    updates = []
+    pool.set_cpu_shares = lambda container, shares: updates.append((container, shares))
+    pool._ready = {"a": ["w1"]}
+
+    async def click():
+        assert pool.claim("a") is user
+        await asyncio.gather(*pool._background)
+
+    asyncio.run(click())
+    assert updates == [("c1", 1024)]

@@ -1,5 +1,5 @@
 // The Environments page: lists environments from the builder's API, adds, rebuilds,
-// cancels and deletes them, and shows build logs live (Server-Sent Events) in xterm.js.
+// cancels, rolls back and deletes them, and shows build logs live (Server-Sent Events) in xterm.js.
 // Native ES modules, no build step. The page (templates/environments.html) gives the API
 // URL as a data attribute and the XSRF token in <meta name="xsrf-token">.
 
@@ -26,6 +26,11 @@ function start(root) {
       wrapper: byId("environments-table-wrapper"),
       loading: byId("environments-loading"),
       empty: byId("environments-empty"),
+      disk: byId("disk-usage"),
+      rollbackDialog: byId("rollback-dialog"),
+      rollbackConfirm: byId("rollback-confirm"),
+      rollbackImage: byId("rollback-image"),
+      rollbackCommit: byId("rollback-commit"),
       deleteDialog: byId("delete-dialog"),
       deleteConfirm: byId("delete-confirm"),
       deleteImage: byId("delete-image"),

@@ -76,6 +76,10 @@ export class EnvironmentsApi {
     return this.request("POST", buildPath(id, "cancel"));
   }
 
+  rollback(id, image) {
+    return this.request("POST", buildPath(id, "rollback"), image ? { image } : {});
+  }
+
   remove(id) {
     return this.request("DELETE", buildPath(id));
   }

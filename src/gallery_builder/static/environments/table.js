@@ -1,5 +1,6 @@
 // The environments table: the latest build of each image, kept fresh while builds run,
-// with the row actions (logs, rebuild, cancel, delete).
+// with the row actions (logs, rebuild, cancel, roll back, delete), the previous images kept
+// for a roll back, and the Docker data root's space.
 
 import { el, hideModal, icon, setBusy, showModal, trackModal } from "./dom.js";
 import {
@@ -177,11 +178,25 @@ function renderRow(build) {
     ),
   );
 
+  const previous = Array.isArray(build.previous) ? build.previous : [];
   tr.append(
     el(
       "td",
       { class: "text-end text-nowrap small", dataset: { field: "size" } },
       formatBytes(build.image_size),
+      ...previous.map((image) =>
+        el(
+          "div",
+          {
+            class: "text-body-secondary previous-image",
+            title: image.used_by.length
+              ? `Previous image, in use by ${image.used_by.join(", ")}`
+              : `Previous image ${image.image}`,
+            dataset: { field: "previous" },
+          },
+          `previous ${shortCommit(image.commit) || "?"} · ${formatBytes(image.size)}`,
+        ),
+      ),
     ),
   );
 
@@ -204,6 +219,14 @@ function renderRow(build) {
       }),
     );
   }
+  if (previous.length) {
+    actions.append(
+      actionButton("rollback", "Roll back", "clock-rotate-left", "btn-outline-secondary", {
+        title: `Make the previous image (commit ${shortCommit(previous[0].commit) || "?"}) current again`,
+        disabled: active,
+      }),
+    );
+  }
   actions.append(
     actionButton("delete", "Delete", "trash", "btn-outline-danger", {
       title: "Delete this environment",
@@ -214,7 +237,8 @@ function renderRow(build) {
 }
 
 export class EnvironmentsTable {
-  // `elements`: tbody, wrapper, loading, empty, deleteDialog, deleteConfirm, deleteImage.
+  // `elements`: tbody, wrapper, loading, empty, disk, deleteDialog, deleteConfirm,
+  // deleteImage, rollbackDialog, rollbackConfirm, rollbackImage, rollbackCommit.
   // `onOpenLog(build)` shows a build's log; `onChange()` runs after every redraw.
   constructor({ api, alert, elements, onOpenLog, onChange = () => {} }) {
     this.api = api;
@@ -229,8 +253,11 @@ export class EnvironmentsTable {
     this.refreshWhenVisible = false;
     this.loaded = false;
     this.deleteTarget = null;
+    this.rollbackTarget = null;
 
     elements.tbody.addEventListener("click", (event) => this.onRowClick(event));
+    trackModal(elements.rollbackDialog);
+    elements.rollbackConfirm.addEventListener("click", () => this.rollbackConfirmed());
     trackModal(elements.deleteDialog);
     elements.deleteDialog.addEventListener("shown.bs.modal", () => elements.deleteConfirm.focus());
     elements.deleteConfirm.addEventListener("click", () => this.deleteConfirmed());
@@ -310,6 +337,7 @@ export class EnvironmentsTable {
       const data = await this.api.list();
       if (generation !== this.generation) return;
       this.builds = Array.isArray(data?.environments) ? data.environments : [];
+      this.showDisk(data?.disk);
       this.loaded = true;
       this.render();
       this.alert.clear("list");
@@ -324,6 +352,17 @@ export class EnvironmentsTable {
       }
     }
     if (retry) this.schedulePoll();
+  }
+
+  showDisk(disk) {
+    const { disk: element } = this.elements;
+    if (!element || !disk) return;
+    const low = disk.min_free_bytes && disk.free_bytes < disk.min_free_bytes;
+    element.textContent =
+      `Docker data root: ${formatBytes(disk.used_bytes)} used, ` +
+      `${formatBytes(disk.free_bytes)} free of ${formatBytes(disk.total_bytes)}` +
+      (disk.min_free_bytes ? ` (builds need ${formatBytes(disk.min_free_bytes)} free)` : "");
+    element.classList.toggle("text-danger", Boolean(low));
   }
 
   // Poll the list only while something is queued or building.
@@ -345,6 +384,7 @@ export class EnvironmentsTable {
       logs: () => this.onOpenLog(build),
       rebuild: () => this.rebuild(build, button),
       cancel: () => this.cancel(build, button),
+      rollback: () => this.confirmRollback(build),
       delete: () => this.confirmDelete(build),
     };
     actions[button.dataset.action]?.();
@@ -373,6 +413,39 @@ export class EnvironmentsTable {
       this.alert.show(`Could not cancel the build of ${build.image}: ${error.message}`);
       this.refresh();
       return null;
+    }
+  }
+
+  confirmRollback(build) {
+    const target = build.previous?.[0];
+    if (!target) return;
+    this.rollbackTarget = { build, image: target.image };
+    this.elements.rollbackImage.textContent = build.image;
+    this.elements.rollbackCommit.textContent = shortCommit(target.commit) || target.image;
+    setBusy(this.elements.rollbackConfirm, false);
+    showModal(this.elements.rollbackDialog);
+  }
+
+  async rollbackConfirmed() {
+    const target = this.rollbackTarget;
+    const { rollbackDialog, rollbackConfirm } = this.elements;
+    if (!target) return;
+    setBusy(rollbackConfirm, true);
+    try {
+      const current = await this.api.rollback(target.build.id, target.image);
+      await hideModal(rollbackDialog);
+      this.alert.show(
+        `${target.build.image} is back at commit ${shortCommit(current.resolved_commit)}.`,
+        "success",
+      );
+      await this.refresh();
+    } catch (error) {
+      await hideModal(rollbackDialog);
+      this.alert.show(`Could not roll back ${target.build.image}: ${error.message}`);
+      this.refresh();
+    } finally {
+      setBusy(rollbackConfirm, false);
+      this.rollbackTarget = null;
     }
   }
 
