@@ -17,9 +17,12 @@ from gallery_common.hub_contract import (
     SERVICE_TOKEN_FILE,
 )
 from gallery_common.secret_files import read_or_create_secret
+from gallery_common.verifier_contract import TOKEN_FILE as VERIFIER_TOKEN_FILE
+from gallery_common.verifier_contract import VERIFIER_UID
 from gallery_hub.admin_password import load_admin_password
 from gallery_hub.hub_settings import HubSettings
 from gallery_hub.stack_address import address_on_network
+from gallery_hub.system_visitor import SYSTEM_GROUP, system_visitor_role
 from gallery_hub.visitors import VISITOR_GROUP, WARM_GROUP, is_visitor, visitor_role
 
 c = get_config()
@@ -136,6 +139,10 @@ c.GallerySpawner.volumes = {
 service_token, _ = read_or_create_secret(Path(SERVICE_TOKEN_FILE))
 gallery_token, _ = read_or_create_secret(Path("/srv/jupyterhub/state/gallery-service-token"))
 warm_pool_token, _ = read_or_create_secret(state / "warm-pool-service-token")
+verification_token, _ = read_or_create_secret(state / "verification-service-token")
+# The verifier service (headless chromium) reads its token from the shared volume.
+verifier_token, _ = read_or_create_secret(Path(VERIFIER_TOKEN_FILE))
+os.chown(VERIFIER_TOKEN_FILE, VERIFIER_UID, VERIFIER_UID)
 
 c.GalleryHandlersMixin.gallery_file = str(settings.gallery_file)
 c.GalleryHandlersMixin.thumbnails_dir = str(settings.thumbnails_dir)
@@ -151,6 +158,12 @@ c.GalleryLimits.start_concurrency = settings.start_concurrency
 c.GalleryHandlersMixin.warm_pool_token = warm_pool_token
 c.GalleryHandlersMixin.warm_max = settings.warm_max
 c.GalleryHandlersMixin.max_age_s = settings.max_age_s
+# Verified examples: the system visitor launches each one, the verifier renders it.
+c.GalleryVerification.service_token = verification_token
+c.GalleryVerification.worker_token = verifier_token
+c.GalleryVerification.every_h = settings.verify_every_h
+c.GalleryVerification.timeout_s = settings.verify_timeout_s
+c.GalleryVerification.results_dir = str(state / "verifications")
 c.JupyterHub.allow_named_servers = True
 # Also bounds the server records a visitor can make through /hub/spawn/<name>/<server>.
 c.JupyterHub.named_server_limit_per_user = lambda handler: (
@@ -172,6 +185,8 @@ c.JupyterHub.services = [
     {"name": "gallery", "api_token": gallery_token},
     # The warm pool, inside the hub, starts its servers through the hub's API.
     {"name": "gallery-warm-pool", "api_token": warm_pool_token},
+    # So does the verification, for the system visitor's servers.
+    {"name": "gallery-verification", "api_token": verification_token},
     {
         "name": "gallery-culler",
         "command": [
@@ -190,6 +205,7 @@ c.JupyterHub.load_groups = {
     "environment-managers": {"users": []},
     VISITOR_GROUP: {"users": []},
     WARM_GROUP: {"users": []},
+    SYSTEM_GROUP: {"users": []},
 }
 c.JupyterHub.load_roles = [
     {
@@ -200,6 +216,7 @@ c.JupyterHub.load_roles = [
     },
     # Granted through the visitors' group, so it survives hub restarts.
     visitor_role(),
+    system_visitor_role(),
     {"name": "gallery-reader", "scopes": [READ_SCOPE], "services": ["gallery"]},
     {
         "name": "gallery-warm-pool",
@@ -211,6 +228,12 @@ c.JupyterHub.load_roles = [
             f"tokens!group={WARM_GROUP}",
         ],
         "services": ["gallery-warm-pool"],
+    },
+    {
+        "name": "gallery-verification",
+        "description": "Start and stop the system visitor's servers (verified examples).",
+        "scopes": [f"servers!group={SYSTEM_GROUP}"],
+        "services": ["gallery-verification"],
     },
     {
         "name": "gallery-culler",

@@ -12,6 +12,7 @@ from jupyterhub.services.auth import HubOAuth
 from tornado import web
 
 from gallery_builder.after_build import AfterBuild
+from gallery_builder.build_metrics import BuildMetrics
 from gallery_builder.build_queue import BuildQueue
 from gallery_builder.build_setup import build_boxes, build_runner, fetch_guard
 from gallery_builder.build_store import BuildStore
@@ -22,6 +23,7 @@ from gallery_builder.environments import Environments, RequestRules
 from gallery_builder.handlers import ACCESS_SCOPES, MAX_BODY_BYTES, BuilderContext, routes
 from gallery_builder.health import check_docker, check_state_dir, report
 from gallery_builder.log_events import LogEvents
+from gallery_builder.metrics_handler import MetricsHandler
 from gallery_builder.page import make_template_env
 from gallery_common.hub_contract import (
     BUILDER_PORT,
@@ -99,6 +101,7 @@ def make_app(ctx: BuilderContext, images: DockerImages, cookie_secret: str) -> w
         [
             (r"/health", HealthHandler, {"state_dir": ctx.settings.state_dir, "images": images}),
             *routes(ctx),
+            (SERVICE_PREFIX + "metrics", MetricsHandler, {"ctx": ctx}),
         ],
         cookie_secret=cookie_secret,
         template_env=make_template_env(),
@@ -151,7 +154,10 @@ async def serve(settings: BuilderSettings) -> None:
         min_free_disk_gb=settings.min_free_disk_gb,
         stack=settings.stack,
     )
-    ctx = BuilderContext(settings, environments, events, hub_auth, after_build)
+    metrics = BuildMetrics(store.list, lambda: images.api)
+    ctx = BuilderContext(
+        settings, environments, events, hub_auth, after_build=after_build, metrics=metrics
+    )
     cookie_secret, _ = read_or_create_secret(settings.state_dir / "cookie-secret")
     queue.start()
     make_app(ctx, images, cookie_secret).listen(BUILDER_PORT, max_body_size=MAX_BODY_BYTES)

@@ -14,6 +14,7 @@ Routes (under the service prefix, hub_contract.SERVICE_PREFIX = /services/enviro
     POST   api/environments/prune              remove images no environment references
     GET    api/environments/{id}/log           Server-Sent Events, resumable
     GET    oauth_callback                      JupyterHub OAuth
+    GET    metrics                             Prometheus (metrics_handler.py, read:metrics)
 Who may: JupyterHub admins (scope admin-ui) and holders of custom:environments:manage,
 checked by JupyterHub's own HubOAuth against the token's scopes; holders of
 custom:environments:read may list; others get 403, anonymous requests 401.
@@ -43,6 +44,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from gallery_builder.after_build import AfterBuild, annotate, queue_fill
+from gallery_builder.build_metrics import BuildMetrics
 from gallery_builder.build_request import ValidationError, derive_name
 from gallery_builder.build_store import TERMINAL_STATES, BuildRecord
 from gallery_builder.builder_settings import BuilderSettings
@@ -82,6 +84,7 @@ class BuilderContext:
     hub_auth: HubOAuth
     # The image check and data fill after builds; None: neither (tests of other parts).
     after_build: AfterBuild | None = None
+    metrics: BuildMetrics | None = None
 
 
 class BaseHandler(HubOAuthenticated, web.RequestHandler):

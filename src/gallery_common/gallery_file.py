@@ -79,7 +79,7 @@ class Example:
     path: str
     repo_url: str
     image_name: str
-    image_url: str
+    image_url: str  # "": the verification's screenshot is the thumbnail
     view: str = "voila"
     warm: int = 0  # servers kept started and rendered, ready for the next click
 
@@ -245,7 +245,12 @@ def _url(spec: dict, key: str, where: str) -> str:
 
 
 def _image_url(spec: dict, where: str) -> str:
-    """A thumbnail: an http(s) URL, or a file under the gallery's thumbnails folder."""
+    """A thumbnail: an http(s) URL, a file under the gallery's thumbnails folder, or "".
+
+    Without one the card shows the example's own render (the verification's screenshot).
+    """
+    if spec.get("image_url") in (None, ""):
+        return ""
     value = _text(spec, "image_url", where)
     if value.startswith(("http://", "https://")):
         return _url(spec, "image_url", where)

@@ -63,6 +63,7 @@ class Admission:
                 f"You already have {mine} examples running, the most one visitor may have. "
                 "Close one, or wait for it to stop when idle.",
                 30,
+                "per-visitor",
             )
         if len(counted) >= self.max_servers:
             return Refusal(429, "The gallery is at capacity right now.", 15)
@@ -83,7 +84,10 @@ class Admission:
             return None
         if self.free_bytes() < self.min_free_bytes:
             return Refusal(
-                429, "The gallery is low on disk space right now; please try again later.", 60
+                429,
+                "The gallery is low on disk space right now; please try again later.",
+                60,
+                "disk",
             )
         return None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from functools import partial
 from pathlib import Path
 
@@ -11,20 +12,35 @@ from jupyterhub.auth import Authenticator
 from traitlets import Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
+from gallery_hub import gallery_metrics
 from gallery_hub.admin_password import verify_password
 from gallery_hub.admission import visitor_servers
 from gallery_hub.environments import (
     built_environment_facts,
-    built_environment_images,
+    built_environments,
     container_images,
+    image_details,
     image_ids,
 )
+from gallery_hub.example_handlers import example_handlers
 from gallery_hub.gallery_handlers import GalleryContext, gallery_handlers
 from gallery_hub.gallery_limits import GalleryLimits
 from gallery_hub.gallery_source import gallery_source
-from gallery_hub.gallery_state import CachedValue, builds_in_progress
-from gallery_hub.visitors import is_visitor, strip_default_role_from_visitors
+from gallery_hub.gallery_state import CachedValue, builder_environments, built_at
+from gallery_hub.gallery_verification import GalleryVerification
+from gallery_hub.hub_api_client import HubAPI
+from gallery_hub.stopped_example import stopped_example_handlers
+from gallery_hub.system_visitor import SYSTEM_VISITOR, is_system_visitor
+from gallery_hub.verification import Verification
+from gallery_hub.visitors import (
+    VISITOR_PREFIX,
+    is_visitor,
+    is_warm,
+    strip_default_role_from_visitors,
+)
 from gallery_hub.warm_pool import WarmPool
+
+VISITOR_NAME = re.compile(re.escape(VISITOR_PREFIX) + "[0-9a-f]{16}")
 
 
 class GalleryHandlersMixin(LoggingConfigurable):
@@ -64,15 +80,18 @@ class GalleryHandlersMixin(LoggingConfigurable):
             self.log.warning("Removed the default `user` role from %d gallery visitors", repaired)
         client = docker.from_env()
         limits = GalleryLimits.instance(config=self.config)
+        verification = GalleryVerification.instance(config=self.config)
         source = gallery_source(Path(self.gallery_file))
         context = GalleryContext(
             source=source,
-            built_images=CachedValue(partial(built_environment_images, client)),
-            images_in_progress=CachedValue(
-                partial(builds_in_progress, self.builder_api_url, self.gallery_token)
+            built_images=CachedValue(partial(built_environments, client), empty=dict),
+            builder_environments=CachedValue(
+                partial(builder_environments, self.builder_api_url, self.gallery_token),
+                empty=list,
             ),
             admission=limits.admission,
             thumbnails_dir=self.thumbnails_dir,
+            verification=verification,
             image_facts=CachedValue(partial(built_environment_facts, client), empty=dict),
         )
         if self.warm_pool_token:  # with warm_max 0 it only retires what is left
@@ -95,14 +114,59 @@ class GalleryHandlersMixin(LoggingConfigurable):
                 ),
             )
             context.pool.start()
+        if verification.enabled:
+            context.verifier = Verification(
+                app,
+                source=source,
+                results=verification.results(),
+                hub_api=HubAPI(self.hub_api_url, verification.service_token),
+                worker_url=verification.worker_url,
+                worker_token=verification.worker_token,
+                timeout_s=verification.timeout_s,
+                every_s=verification.every_h * 3600,
+                image_details=partial(image_details, client),
+                built_at=lambda: built_at(context.builder_environments.get()),
+                launches_waiting=lambda: limits.start_queue().waiting(),
+                on_result=gallery_metrics.verification_recorded,
+                can_run=lambda example: not context.problems(example),
+            )
+            context.verifier.start()
+        gallery_metrics.register_collector(
+            gallery_metrics.GalleryCollector(
+                servers=lambda: _visitor_server_states(app.users.values()),
+                results=verification.results().all,
+            )
+        )
+        # The stopped-example page first: it stands in front of JupyterHub's /user/ handler.
+        handlers[:0] = stopped_example_handlers(context)
+        handlers.extend(example_handlers(context))
         handlers.extend(gallery_handlers(context))
         return handlers
 
     def add_user(self, user):
         """Visitors never join `allowed_users` (JupyterHub would give them the `user` role)."""
-        if is_visitor(user):
+        if is_visitor(user) or is_system_visitor(user):
             return None
         return super().add_user(user)
+
+    def check_blocked_users(self, username, authentication=None):
+        """Nobody logs in as a visitor or the system visitor through an identity provider."""
+        if username == SYSTEM_VISITOR or VISITOR_NAME.fullmatch(username or ""):
+            return False
+        return super().check_blocked_users(username, authentication)
+
+
+def _visitor_server_states(users):
+    """(example, state) of every visitor's server, for the metrics."""
+    for user in users:
+        if not is_visitor(user):
+            continue
+        warm = is_warm(user)
+        for name, spawner in user.spawners.items():
+            if spawner.ready:
+                yield name, "warm" if warm else "ready"
+            elif spawner.active:
+                yield name, "starting"
 
 
 class GalleryAuthenticator(GalleryHandlersMixin, Authenticator):

@@ -51,10 +51,10 @@ def environments_from_images(images: list[dict]) -> list[Environment]:
     return sorted(found.values(), key=lambda e: (e.title.lower(), e.image))
 
 
-def built_environment_images(client) -> set[str]:
-    """Names of the built environments, asked of Docker through a docker-py client."""
+def built_environments(client) -> dict[str, Environment]:
+    """The built environments by image name, asked of Docker through a docker-py client."""
     images = client.api.images(filters={"label": MARKER_FILTER})
-    return {env.image for env in environments_from_images(images)}
+    return {env.image: env for env in environments_from_images(images)}
 
 
 def built_environment_facts(client) -> dict[str, ImageFacts | None]:
@@ -71,6 +71,20 @@ def image_ids(client, names: set[str]) -> dict[str, str | None]:
             found[name] = client.api.inspect_image(name)["Id"]
         except docker.errors.ImageNotFound:
             found[name] = None
+    return found
+
+
+def image_details(client, names: set[str]) -> dict[str, tuple[str, str | None] | None]:
+    """Each image's id and the commit its labels name (None: no such image)."""
+    found: dict[str, tuple[str, str | None] | None] = {}
+    for name in names:
+        try:
+            inspect = client.api.inspect_image(name)
+        except docker.errors.ImageNotFound:
+            found[name] = None
+            continue
+        labels = parse_labels((inspect.get("Config") or {}).get("Labels"))
+        found[name] = (inspect["Id"], labels.commit if labels else None)
     return found
 
 

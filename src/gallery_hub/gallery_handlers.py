@@ -1,15 +1,19 @@
 """The public gallery inside the hub: the page, the one-click launch, the thumbnails.
 
-Routes (under /hub/, added through Authenticator.get_handlers):
+Routes (under /hub/, added through Authenticator.get_handlers; the per-example pages, the
+status API and the verification's are in example_handlers.py, the "stopped" page in
+stopped_example.py):
     GET  gallery                      the gallery (no login)
-    POST gallery/launch/<example>     launch an example (XSRF-protected form)
+    POST gallery/launch/<example>     launch an example (XSRF-protected form; `p.<name>`
+                                      fields become the app's query string)
     GET  gallery/thumbnails/<file>    thumbnails from gallery/thumbnails/
 
 A launch logs the browser in as a temporary user (the hub's own login cookie: no token
 in any URL), starts a named server with the example's image, looked up here from the
 example id, and sends the browser to JupyterHub's progress page, which lands on Voila.
 The gallery's caps are checked here first (so a full gallery creates no visitor) and
-again by the spawner, where every start passes.
+again by the spawner, where every start passes; so is a broken example (its last
+verification failed), which only admins may launch.
 """
 
 from __future__ import annotations
@@ -17,22 +21,36 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from jupyterhub.handlers import BaseHandler
-from jupyterhub.utils import url_path_join
+from jupyterhub.utils import get_browser_protocol, url_path_join
 from tornado import web
 from tornado.httputil import url_concat
 
 from gallery_common.gallery_file import Example
 from gallery_common.image_compatibility import example_problems, local_jupyterhub_major
+from gallery_hub import gallery_metrics
 from gallery_hub.admission import Admission, visitor_servers
 from gallery_hub.gallery_source import GallerySource
-from gallery_hub.gallery_state import INCOMPATIBLE, READY, CachedValue, example_state
+from gallery_hub.gallery_state import (
+    BROKEN,
+    BUILT_STATES,
+    INCOMPATIBLE,
+    CachedValue,
+    ago,
+    example_state,
+    in_progress,
+)
+from gallery_hub.gallery_verification import GalleryVerification
 from gallery_hub.launch_limits import Refusal
-from gallery_hub.spawner import LaunchRefused
+from gallery_hub.share_params import ParamError, query_string, share_params
+from gallery_hub.spawner import LaunchRefused, broken_refusal
+from gallery_hub.verification import Verification
 from gallery_hub.visitors import VISITOR_PREFIX, is_visitor, make_visitor
 from gallery_hub.warm_pool import WarmPool
 
@@ -44,13 +62,15 @@ class GalleryContext:
     """What the gallery handlers share (one per hub)."""
 
     source: GallerySource
-    built_images: CachedValue
-    images_in_progress: CachedValue
+    built_images: CachedValue  # image name -> Environment
+    builder_environments: CachedValue  # the builder's latest build of each image
     admission: Callable[[], Admission]
     thumbnails_dir: str
+    verification: GalleryVerification
     pool: WarmPool | None = None
     # What the builder's image check found in each built image: {image: ImageFacts | None}.
     image_facts: CachedValue | None = None
+    verifier: Verification | None = None
 
     def problems(self, example: Example) -> list[str]:
         """Why the image check says this example cannot run here ([] when it can)."""
@@ -60,26 +80,79 @@ class GalleryContext:
         return example_problems(facts, local_jupyterhub_major(), example.path)
 
 
-def landing_url(user, example: Example, view: str) -> str:
-    """Where the launched example opens: Voila, or JupyterLab for the notebook view."""
+def landing_url(user, example: Example, view: str, query: str = "") -> str:
+    """Where the launched example opens: Voila (with the share link's query), or JupyterLab."""
     server = user.server_url(example.id)
     path = quote(example.path)
     if view == "notebook":
         return url_path_join(server, "lab", "tree", path)
-    return url_path_join(server, "voila", "render", path)
+    url = url_path_join(server, "voila", "render", path)
+    return f"{url}?{query}" if query else url
 
 
 class GalleryBaseHandler(BaseHandler):
     def initialize(self, gallery: GalleryContext) -> None:
         self.gallery = gallery
 
-    def thumbnail_url(self, example: Example) -> str:
+    def thumbnail_url(self, example: Example) -> str | None:
+        """The card's picture: the example's own, else its render (None: not yet)."""
         if example.image_url.startswith(("http://", "https://")):
             return example.image_url
-        return url_path_join(self.hub.base_url, "gallery", "thumbnails", example.image_url)
+        if example.image_url:
+            return url_path_join(self.hub.base_url, "gallery", "thumbnails", example.image_url)
+        version = self.gallery.verification.results().thumbnail_version(example.id)
+        if version is None:
+            return None
+        thumbnail = url_path_join(self.hub.base_url, "gallery", example.id, "thumbnail.png")
+        return f"{thumbnail}?v={version}"
 
-    async def refuse(self, refusal: Refusal, example: Example | None = None) -> None:
+    def public_origin(self) -> str:
+        """scheme://host of the site, as the browser sees it (for OpenGraph's absolute URLs)."""
+        public_url = self.settings.get("public_url")
+        if public_url:
+            return f"{public_url.scheme}://{public_url.netloc}"
+        return f"{get_browser_protocol(self.request)}://{self.request.host}"
+
+    async def built_and_building(self) -> tuple[dict, set[str]]:
+        built = await asyncio.to_thread(self.gallery.built_images.get)
+        environments = await asyncio.to_thread(self.gallery.builder_environments.get)
+        if self.gallery.image_facts is not None:  # fetched here: card() reads the cache
+            await asyncio.to_thread(self.gallery.image_facts.get)
+        return built, in_progress(environments)
+
+    def card(self, example: Example, built, building, user) -> dict:
+        """What the gallery, the example's page and the status API say about an example."""
+        result = self.gallery.verification.result_for(example.id)
+        state = example_state(example, built, building, result)
+        # Built, but the image check says the hub cannot run it: say why, offer no launch.
+        problems = self.gallery.problems(example) if state in BUILT_STATES else []
+        if problems:
+            state = INCOMPATIBLE
+        spawner = user.spawners.get(example.id) if user is not None else None
+        verifier = self.gallery.verifier
+        return {
+            "example": example,
+            "state": state,
+            "problems": problems,
+            "thumbnail": self.thumbnail_url(example),
+            "page": url_path_join(self.hub.base_url, "gallery", example.id),
+            "running": bool(spawner and spawner.active),
+            "verification": result,
+            "verified_ago": ago(result.when, datetime.now(UTC)) if result else None,
+            "error": result.error.summary() if result and result.error else None,
+            "verifying": bool(verifier and verifier.running == example.id),
+        }
+
+    async def refuse(
+        self, refusal: Refusal, example: Example | None = None, *, counted: bool = False
+    ) -> None:
         """The friendly "busy" page: it counts down and tries again by itself."""
+        gallery_metrics.launch_refused(
+            example.id if example else "", refusal.reason, count_reason=not counted
+        )
+        if refusal.reason == "broken":
+            await self.unavailable(refusal, example)
+            return
         self.set_status(refusal.status)
         self.set_header("Retry-After", str(refusal.retry_after_s))
         html = await self.render_template(
@@ -91,58 +164,67 @@ class GalleryBaseHandler(BaseHandler):
         )
         self.finish(html)
 
+    async def unavailable(self, refusal: Refusal, example: Example | None) -> None:
+        """A broken example: being fixed, nothing to retry by itself."""
+        self.set_status(refusal.status)
+        self.set_header("Retry-After", str(refusal.retry_after_s))
+        html = await self.render_template(
+            "gallery_unavailable.html", message=refusal.message, example=example
+        )
+        self.finish(html)
+
 
 class GalleryPageHandler(GalleryBaseHandler):
     async def get(self) -> None:
         gallery = self.gallery.source.current()
-        built = await asyncio.to_thread(self.gallery.built_images.get)
-        building = await asyncio.to_thread(self.gallery.images_in_progress.get)
+        built, building = await self.built_and_building()
         user = self.current_user
-        running = set(user.spawners) if user is not None else set()
-        cards = [
-            {
-                "example": example,
-                "state": example_state(example, built, building),
-                "thumbnail": self.thumbnail_url(example),
-                "running": example.id in running and user.spawners[example.id].active,
-            }
-            for example in gallery.examples.values()
-        ]
-        for card in cards:  # built, but the hub cannot run it: say why, offer no launch
-            if card["state"] == READY:
-                card["problems"] = await asyncio.to_thread(self.gallery.problems, card["example"])
-                if card["problems"]:
-                    card["state"] = INCOMPATIBLE
+        cards = [self.card(example, built, building, user) for example in gallery.examples.values()]
         # Admins see how many warm servers wait for each example.
         show_warm = bool(self.gallery.pool and user is not None and user.admin)
         warm = self.gallery.pool.ready_counts() if show_warm else {}
         for card in cards:
             card["warm"] = warm.get(card["example"].id, 0)
         html = await self.render_template(
-            "gallery.html", cards=cards, xsrf=self.xsrf_token.decode(), show_warm=show_warm
+            "gallery.html",
+            cards=cards,
+            xsrf=self.xsrf_token.decode(),
+            show_warm=show_warm,
+            is_admin=bool(user is not None and user.admin),
         )
         self.finish(html)
 
 
 class LaunchHandler(GalleryBaseHandler):
     async def post(self, example_id: str) -> None:
+        clicked = time.monotonic()
         example = self.gallery.source.current().examples.get(example_id)
         if example is None:
             raise web.HTTPError(404, "No such example in the gallery")
         view = self.get_body_argument("view", "voila")
         if view not in ("voila", example.view):
             raise web.HTTPError(400, f"This example opens only with {example.view}")
+        try:
+            query = query_string(share_params(self.request.body_arguments))
+        except ParamError as e:
+            raise web.HTTPError(400, str(e)) from None
         built = await asyncio.to_thread(self.gallery.built_images.get)
-        if example_state(example, built, set()) != READY:
+        result = self.gallery.verification.result_for(example.id)
+        state = example_state(example, built, set(), result)
+        if state not in BUILT_STATES:
             raise web.HTTPError(409, f"{example.title} is not built yet; try again later")
         problems = await asyncio.to_thread(self.gallery.problems, example)
         if problems:
             raise web.HTTPError(409, f"{example.title} cannot run here: {'; '.join(problems)}")
 
         user = self.current_user
+        if state == BROKEN and not (user is not None and user.admin):
+            await self.refuse(broken_refusal(example, result), example)
+            return
         spawner = user.spawners.get(example.id) if user is not None else None
         if spawner is not None and spawner.active:  # already running: just go there
-            self.redirect(self.pending_url(user, example, view), status=303)
+            gallery_metrics.launch_ended(example.id, "running")
+            self.redirect(self.pending_url(user, example, view, query), status=303)
             return
         address = self.request.remote_ip or "unknown"
         if user is None and self.gallery.pool is not None and example.warm:
@@ -153,7 +235,8 @@ class LaunchHandler(GalleryBaseHandler):
             warm = self.gallery.pool.claim(example.id)
             if warm is not None:  # started and rendered already: straight to the app
                 self.set_login_cookie(warm)
-                self.redirect(landing_url(warm, example, view), status=303)
+                gallery_metrics.launch_ended(example.id, "warm", time.monotonic() - clicked)
+                self.redirect(landing_url(warm, example, view, query), status=303)
                 return
             address = None  # counted above
         if user is None or is_visitor(user):
@@ -171,7 +254,8 @@ class LaunchHandler(GalleryBaseHandler):
         if created:
             user = self.create_visitor(name)
             self.set_login_cookie(user)
-        user.get_or_create_spawner(example.id, "", replace_failed=True)
+        spawner = user.get_or_create_spawner(example.id, "", replace_failed=True)
+        spawner.launch_clicked_at = clicked  # the spawner tells the metrics when it is up
         spawn = asyncio.ensure_future(
             self.spawn_single_user(user, example.id, options={"image": example.image_name})
         )
@@ -183,15 +267,15 @@ class LaunchHandler(GalleryBaseHandler):
             self.gallery.admission().release((user.name, example.id))
             await self.forget_if_empty(user, created)
             if isinstance(error, LaunchRefused):
-                await self.refuse(error.refusal, example)
+                await self.refuse(error.refusal, example, counted=True)
                 return
             raise error
         spawn.add_done_callback(_log_failed_start)
-        self.redirect(self.pending_url(user, example, view), status=303)
+        self.redirect(self.pending_url(user, example, view, query), status=303)
 
-    def pending_url(self, user, example: Example, view: str) -> str:
+    def pending_url(self, user, example: Example, view: str, query: str = "") -> str:
         pending = url_path_join(self.hub.base_url, "spawn-pending", user.escaped_name, example.id)
-        return url_concat(pending, {"next": landing_url(user, example, view)})
+        return url_concat(pending, {"next": landing_url(user, example, view, query)})
 
     def create_visitor(self, name: str):
         """A temporary user: unguessable name, the visitors' group, no default role."""

@@ -1,4 +1,9 @@
-"""Which gallery examples can run now: their image is built, being built, or not yet."""
+"""What a gallery card says: not built, building, ready, verified, broken or incompatible.
+
+An example whose image is built is *ready*; once verified (verification.py) it is
+*verified* or *broken* by its last verification, until the next one replaces it; and
+*incompatible* whatever it was when the builder's image check found the hub cannot run it.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +11,49 @@ import json
 import logging
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from gallery_common.gallery_file import Example
+from gallery_hub.verification_results import VerificationResult
 
 log = logging.getLogger("gallery_hub")
 
 READY, BUILDING, NOT_BUILT = "ready", "building", "not-built"
+VERIFIED, BROKEN = "verified", "broken"
+# Built: a visitor can launch it (but a broken one only once it is fixed).
+BUILT_STATES = (READY, VERIFIED, BROKEN)
 # Built, but the image check says the hub cannot run this example (the reason is shown).
 INCOMPATIBLE = "incompatible"
 
 
-def example_state(example: Example, built: set[str], building: set[str]) -> str:
+def example_state(
+    example: Example,
+    built: Collection[str],
+    building: Collection[str],
+    verification: VerificationResult | None = None,
+) -> str:
     if example.image_name in built:
-        return READY
+        if verification is None:
+            return READY
+        return VERIFIED if verification.passed else BROKEN
     if example.image_name in building:
         return BUILDING
     return NOT_BUILT
+
+
+def ago(when: datetime, now: datetime) -> str:
+    """`3 h ago`, `5 min ago`, `just now`: what a card says."""
+    seconds = max(0, int((now - when).total_seconds()))
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} days ago"
 
 
 @dataclass
@@ -43,19 +72,32 @@ class CachedValue:
             try:
                 self._value = self.fetch()
             except Exception as e:  # the page must render even if a source is down
-                name = getattr(self.fetch, "func", self.fetch).__name__  # a partial's function
-                log.warning("gallery state: %s failed: %s", name, e)
+                what = getattr(self.fetch, "func", self.fetch)  # a functools.partial too
+                log.warning("gallery state: %s failed: %s", getattr(what, "__name__", what), e)
                 self._value = self._value if self._value is not None else self.empty()
             self._at = now
         return self._value
 
 
-def builds_in_progress(api_url: str, token: str) -> set[str]:
-    """Images the builder is building or has queued (from its environments API)."""
+def builder_environments(api_url: str, token: str) -> list[dict]:
+    """The latest build of every image, from the builder's environments API."""
     # api_url is fixed in the hub's configuration (http://builder:8090/...), never user input.
     request = urllib.request.Request(  # noqa: S310
         f"{api_url}/environments", headers={"Authorization": f"token {token}"}
     )
     with urllib.request.urlopen(request, timeout=3) as response:  # noqa: S310
-        environments = json.load(response)["environments"]
+        return json.load(response)["environments"]
+
+
+def in_progress(environments: list[dict]) -> set[str]:
+    """Images the builder is building or has queued."""
     return {e["image"] for e in environments if e["state"] in ("queued", "building")}
+
+
+def built_at(environments: list[dict]) -> dict[str, datetime]:
+    """When the latest successful build of each image ended."""
+    found = {}
+    for e in environments:
+        if e["state"] == "built" and e.get("finished_at"):
+            found[e["image"]] = datetime.fromisoformat(e["finished_at"])
+    return found

@@ -15,6 +15,7 @@ class Refusal:
     status: int  # 429 (with Retry-After): a full gallery is not a server error
     message: str
     retry_after_s: int
+    reason: str = "capacity"  # for the metrics: capacity, per-visitor, rate, disk, broken
 
 
 class LaunchRateLimiter:
@@ -33,7 +34,7 @@ class LaunchRateLimiter:
             window.popleft()
         if len(window) >= self.per_minute:
             wait = int(60 - (now - window[0])) + 1
-            return Refusal(429, "Too many launches from your address; please wait.", wait)
+            return Refusal(429, "Too many launches from your address; please wait.", wait, "rate")
         window.append(now)
         if len(self._launches) > 10_000:  # forget idle addresses now and then
             self._launches = {k: v for k, v in self._launches.items() if v}

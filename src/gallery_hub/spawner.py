@@ -7,7 +7,9 @@ the Docker socket.
 
 Every start passes `start()`, however it was asked for (the gallery's launch button,
 JupyterHub's REST API, `/hub/spawn`, a restart): that is where gallery visitors are held
-to their examples and to the gallery's caps.
+to their examples and to the gallery's caps, and kept from examples that are broken
+(their last verification failed). The system visitor (system_visitor.py) is not a
+visitor: no caps, and its servers show tracebacks to the verification.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from gallery_common.image_compatibility import (
     local_jupyterhub_major,
 )
 from gallery_common.image_labels import MARKER_FILTER, parse_labels
+from gallery_hub import gallery_metrics
 from gallery_hub.admission import visitor_servers
 from gallery_hub.environments import (
     Environment,
@@ -42,8 +45,11 @@ from gallery_hub.environments import (
 )
 from gallery_hub.gallery_limits import GalleryLimits
 from gallery_hub.gallery_source import gallery_source
+from gallery_hub.gallery_verification import GalleryVerification
 from gallery_hub.launch_limits import Refusal
 from gallery_hub.network_seal import SEAL_COMMAND, seal_rules
+from gallery_hub.system_visitor import is_system_visitor
+from gallery_hub.verification_results import VerificationResult
 from gallery_hub.visitors import is_visitor, is_warm
 
 # CPU weight of an unclaimed warm server (Docker's default is 1024); a claim restores it.
@@ -70,6 +76,18 @@ class LaunchRefused(web.HTTPError):
         self.refusal = refusal
         # JupyterHub's spawn page copies these onto its answer.
         self.headers = {"Retry-After": str(refusal.retry_after_s)}
+
+
+def broken_refusal(example: Example, result: VerificationResult | None) -> Refusal:
+    """Why a visitor may not launch a broken example (503: it is being fixed)."""
+    found = f" Its last check found {result.error.summary()}." if result and result.error else ""
+    return Refusal(
+        503,
+        f"{example.title} is being fixed: it does not run as it should right now.{found} "
+        "Please try another example, or come back later.",
+        600,
+        "broken",
+    )
 
 
 class GallerySpawner(DockerSpawner):
@@ -144,6 +162,8 @@ class GallerySpawner(DockerSpawner):
 
     # Whether the storage driver takes a writable-layer quota: asked of Docker once.
     _quota_supported: bool | None = None
+    # Set by the gallery's launch handler: when the visitor clicked (for the metrics).
+    launch_clicked_at: float | None = None
 
     @default("remove")
     def _default_remove(self):
@@ -224,6 +244,13 @@ class GallerySpawner(DockerSpawner):
             "com.docker.compose.version": "2",
             "com.docker.compose.config-hash": "user-server",
         }
+
+    def get_args(self) -> list[str]:
+        args = super().get_args()
+        if is_system_visitor(self.user):
+            # The verification reads what raised, and where, from the rendered page.
+            args.append("--VoilaConfiguration.show_tracebacks=True")
+        return args
 
     def get_env(self) -> dict[str, str]:
         env = super().get_env()
@@ -325,6 +352,15 @@ class GallerySpawner(DockerSpawner):
         request = getattr(handler, "request", None)
         return getattr(request, "remote_ip", None)
 
+    def refuse_if_broken(self, example: Example) -> None:
+        """Visitors never start an example whose last verification failed."""
+        result = GalleryVerification.instance(config=self.config).result_for(example.id)
+        if result is not None and not result.passed:
+            refusal = broken_refusal(example, result)
+            gallery_metrics.REFUSALS.labels(refusal.reason).inc()
+            self.log.info("Refused to start %s: the example is broken", self._log_name)
+            raise LaunchRefused(refusal)
+
     def admit(self) -> None:
         """Raise unless the gallery's caps allow this start now."""
         admission = GalleryLimits.instance(config=self.config).admission()
@@ -338,6 +374,7 @@ class GallerySpawner(DockerSpawner):
             refusal = admission.disk_refusal()
         if refusal:
             self.log.info("Refused to start %s: %s", self._log_name, refusal.message)
+            gallery_metrics.REFUSALS.labels(refusal.reason).inc()
             raise LaunchRefused(refusal)
 
     def release(self) -> None:
@@ -345,9 +382,12 @@ class GallerySpawner(DockerSpawner):
             GalleryLimits.instance(config=self.config).admission().release(self.admission_key())
 
     async def start(self):
+        clicked, self.launch_clicked_at = self.launch_clicked_at, None
         if is_visitor(self.user):
             # The example decides the image, whatever the request carried.
-            self.user_options = {"image": self.visitor_example().image_name}
+            example = self.visitor_example()
+            self.refuse_if_broken(example)
+            self.user_options = {"image": example.image_name}
         self.admit()
         queue = GalleryLimits.instance(config=self.config).start_queue()
         try:
@@ -357,10 +397,14 @@ class GallerySpawner(DockerSpawner):
                 url = await self.start_environment()
                 self.phase = "connecting"
                 await self.wait_until_answering(url)
-            return url
         except BaseException:
             self.release()
+            if clicked is not None:
+                gallery_metrics.launch_ended(self.name, "failed")
             raise
+        if clicked is not None:
+            gallery_metrics.launch_ended(self.name, "ready", time.monotonic() - clicked)
+        return url
 
     async def wait_until_answering(self, url: str | tuple[str, int]) -> None:
         """Return as soon as the server answers (JupyterHub's own check then passes at once).

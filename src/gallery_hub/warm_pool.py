@@ -19,7 +19,6 @@ of it is in JupyterHub's database (the group, the servers): the pool survives re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
@@ -29,10 +28,12 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 from jupyterhub import orm
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from gallery_common.gallery_file import Example
+from gallery_hub.background_loop import run_steps
 from gallery_hub.gallery_source import GallerySource
+from gallery_hub.hub_api_client import HubAPI
 from gallery_hub.spawner import DEFAULT_CPU_SHARES
 from gallery_hub.visitors import VISITOR_PREFIX, WARM_GROUP, claim_warm_visitor, make_visitor
 
@@ -124,8 +125,7 @@ class WarmPool:
     ):
         self.app = app
         self.source = source
-        self.api_url = api_url.rstrip("/")
-        self.token = token
+        self.hub_api = HubAPI(api_url, token)
         self.max_warm = max_warm
         self.max_age_s = max_age_s
         self.room = room
@@ -187,16 +187,7 @@ class WarmPool:
 
     async def run(self) -> None:
         await asyncio.sleep(self.interval_s)  # let the hub finish starting (its servers)
-        while True:
-            try:
-                busy = await self.reconcile()
-            except Exception:
-                log.exception("warm pool: reconcile failed")
-                busy = False
-            if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.interval_s)
-            self._wake.clear()
+        await run_steps(self.reconcile, self._wake, self.interval_s, "warm pool")
 
     def _user(self, name: str):
         try:
@@ -279,15 +270,7 @@ class WarmPool:
     # -- actions, through the hub's API ---------------------------------------------------
 
     async def _api(self, method: str, path: str, body: dict | None = None):
-        request = HTTPRequest(
-            f"{self.api_url}{path}",
-            method=method,
-            headers={"Authorization": f"token {self.token}"},
-            body=json.dumps(body) if body is not None else (None if method == "GET" else ""),
-            request_timeout=120,
-            allow_nonstandard_methods=True,
-        )
-        return await AsyncHTTPClient().fetch(request, raise_error=False)
+        return await self.hub_api.request(method, path, body)
 
     async def _start(self, example: Example) -> None:
         name = VISITOR_PREFIX + secrets.token_hex(8)

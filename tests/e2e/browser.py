@@ -1,4 +1,7 @@
-"""Debian's chromium driven by Playwright (no downloaded browsers on these machines)."""
+"""Debian's chromium driven by Playwright (no downloaded browsers on these machines).
+
+The same arguments as the verifier service's browser (gallery_verifier.browser_render).
+"""
 
 from __future__ import annotations
 
@@ -10,16 +13,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from gallery_verifier.browser_render import CHROMIUM_ARGS  # the verifier's own browser args
 
 
 def chromium_path() -> str:

@@ -267,6 +267,22 @@ TEST_GALLERY = {
             "image_name": "gallery-oldhub:main",
             "image_url": "hbm.svg",
         },
+        "share": {
+            "title": "Share links",
+            "description": "Shows the parameters its share link carried (no image_url: the "
+            "card shows its render).",
+            "path": "share.ipynb",
+            "repo_url": "https://git.example.invalid/demo",
+            "image_name": "gallery-demo:main",
+        },
+        "broken": {
+            "title": "Broken on purpose",
+            "description": "Its third cell raises a KeyError.",
+            "path": "app.ipynb",
+            "repo_url": "https://git.example.invalid/broken",
+            "image_name": "gallery-broken:main",
+            "image_url": "hbm.svg",
+        },
         "unbuilt": {
             "title": "Not built yet",
             "description": "Its image does not exist.",
@@ -360,9 +376,11 @@ GIT_PASSWORD = "fixture-pass-" + secrets.token_hex(12)
 def start_gitserver(stack: Stack) -> str:
     """A Git server on the stack's network: http://gitserver/{public,private}/<repo>.git.
 
-    Repositories: demo (a notebook and a .py app), slow (a two-minute build), bench (the
-    benchmark's), layered (dependencies first, notebooks last), neurogallery (shaped like
-    neurolang_web) and oldhub (jupyterhub 1.4.0); the private copies need
+    Repositories: demo (a notebook, a .py app and a notebook that prints its share link's
+    parameters), broken (a notebook that raises in its third cell), slow (a two-minute
+    build), bench (the benchmark's), layered (dependencies first, notebooks last),
+    neurogallery (shaped like neurolang_web) and oldhub (jupyterhub 1.4.0); the private
+    copies need
     GIT_USER / GIT_PASSWORD. `edit_file` commits a change to one of them.
     """
     # Tagged per prefix: another checkout on the same engine may have other fixtures.

@@ -213,7 +213,7 @@ def test_builds_of_any_outcome_leave_no_dangling_layers_and_keep_the_previous_im
     stack, client, gitserver
 ):
     before = dangling()
-    failed, log = build(client, repository=f"{gitserver}/public/broken.git")
+    failed, log = build(client, repository=f"{gitserver}/public/failing-build.git")
     assert failed["state"] == "failed" and "about to fail" in log
 
     cancelled = client.create(repository=f"{gitserver}/public/slow.git", name="slow-hygiene")

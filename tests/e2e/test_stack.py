@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_every_service_is_running_and_healthy(stack):
     services = {s["Service"]: s for s in stack.services()}
-    assert set(services) == {"traefik", "hub", "builder", "egress"}
+    assert set(services) == {"traefik", "hub", "builder", "egress", "verifier"}
     for name, service in services.items():
         assert service["State"] == "running", name
         assert service["Health"] == "healthy", name
@@ -28,6 +28,7 @@ def test_only_traefik_publishes_a_port(stack):
     }
     assert published["hub"] == []
     assert published["builder"] == []
+    assert published["verifier"] == []
     assert stack.http_port in published["traefik"]
 
 

@@ -40,3 +40,13 @@ def test_wrong_password_or_other_user_is_refused():
 
 def test_no_hash_configured_refuses_everyone():
     assert login(GalleryAuthenticator(admin_user="admin"), "admin", "") is None
+
+
+def test_no_login_as_a_visitor_or_the_system_visitor():
+    from gallery_hub.authenticator import GalleryAuthenticator
+
+    authenticator = GalleryAuthenticator()
+    assert not authenticator.check_blocked_users("gallery-verifier")
+    assert not authenticator.check_blocked_users("gallery-0123456789abcdef")
+    assert authenticator.check_blocked_users("gallery-fan")
+    assert authenticator.check_blocked_users("admin")

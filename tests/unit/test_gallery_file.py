@@ -26,7 +26,7 @@ def test_the_shipped_gallery_is_valid_and_complete():
     assert len(gallery.examples) == 7
     for example in gallery.examples.values():
         assert example.image_name == "neuroweb:master"
-        if not example.image_url.startswith("https://"):
+        if example.image_url and not example.image_url.startswith("https://"):
             assert (ROOT / "gallery" / "thumbnails" / example.image_url).is_file()
 
 
@@ -42,6 +42,13 @@ def test_defaults_and_values():
     assert gallery.examples["demo"].view == "voila"
     assert gallery.examples["nb"].view == "notebook"
     assert (gallery.examples["demo"].warm, gallery.examples["nb"].warm) == (0, 2)
+
+
+def test_image_url_is_optional():
+    without = {k: v for k, v in EXAMPLE.items() if k != "image_url"}
+    gallery = parse_gallery({"examples": {"demo": without, "empty": {**EXAMPLE, "image_url": ""}}})
+    assert gallery.examples["demo"].image_url == ""
+    assert gallery.examples["empty"].image_url == ""
 
 
 def test_an_images_shared_data():

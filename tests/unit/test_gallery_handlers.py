@@ -21,7 +21,9 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
 
 from gallery_common.image_compatibility import ImageFacts
+from gallery_common.image_labels import MARKER_LABEL, MARKER_VALUE, parse_labels
 from gallery_hub import authenticator as authenticator_module
+from gallery_hub.environments import Environment
 from gallery_hub.gallery_limits import GalleryLimits
 from gallery_hub.spawner import GallerySpawner
 from gallery_hub.visitors import VISITOR_GROUP, WARM_GROUP, visitor_role
@@ -133,8 +135,9 @@ class Browser:
 def hub_config(tmp_path, monkeypatch):
     gallery = tmp_path / "gallery.yaml"
     gallery.write_text(yaml.safe_dump(GALLERY))
+    demo = Environment("gallery-demo:main", parse_labels({MARKER_LABEL: MARKER_VALUE}))
     monkeypatch.setattr(
-        authenticator_module, "built_environment_images", lambda client: {"gallery-demo:main"}
+        authenticator_module, "built_environments", lambda client: {demo.image: demo}
     )
     monkeypatch.setattr(authenticator_module, "built_environment_facts", lambda client: FACTS)
     FACTS.clear()

@@ -26,6 +26,15 @@ def test_cached_value_keeps_the_last_good_value_when_the_source_fails():
     assert cache.get() == {"a"}
 
 
+def test_a_failing_partial_is_logged_not_raised():
+    from functools import partial
+
+    def fetch(source):
+        raise RuntimeError(f"{source} is down")
+
+    assert CachedValue(partial(fetch, "builder"), max_age_s=0, empty=list).get() == []
+
+
 def test_a_failing_source_given_as_a_partial_is_named_in_the_log(caplog):
     from functools import partial
 

@@ -343,6 +343,48 @@ def test_a_started_server_is_noticed_as_soon_as_it_answers(gallery_file, monkeyp
     assert seen == ["/user/v1/demo/api"]
 
 
+@pytest.fixture
+def broken_demo(tmp_path):
+    """The demo example's last verification failed."""
+    from gallery_common.verifier_contract import RenderError
+    from gallery_hub.gallery_verification import GalleryVerification
+    from gallery_hub.verification_results import VerificationResult
+
+    GalleryVerification.clear_instance()
+    results = GalleryVerification.instance(results_dir=str(tmp_path / "v")).results()
+    error = RenderError("error-output", "'sessions'", 3, 4, "KeyError")
+    results.record(
+        VerificationResult(
+            "demo", False, "2026-12-01T10:00:00+00:00", "gallery-demo:main", "sha256:1", None,
+            "f", 1.0, 5.0, error,
+        ),
+        None,
+        None,
+    )  # fmt: skip
+    yield
+    GalleryVerification.clear_instance()
+
+
+def test_a_visitor_may_not_start_a_broken_example_but_the_system_visitor_may(
+    gallery_file, broken_demo
+):
+    from gallery_hub.system_visitor import SYSTEM_GROUP
+
+    visitor = make_spawner(gallery_file, make_user("v1", True, {}))
+    with pytest.raises(LaunchRefused) as refused:
+        run(visitor.start())
+    assert refused.value.status_code == 503
+    assert "being fixed" in refused.value.log_message
+    assert "KeyError in cell 3 of 4" in refused.value.log_message
+    assert visitor.started_with is None
+
+    system = make_user("gallery-verifier", False, {})
+    system.groups = [SimpleNamespace(name=SYSTEM_GROUP)]
+    spawner = make_spawner(gallery_file, system, options={"image": "gallery-demo:main"})
+    run(spawner.start())
+    assert spawner.started_with["image"] == "gallery-demo:main"
+
+
 def test_an_image_with_data_gets_its_own_folder_seeded_once_from_the_image(tmp_path):
     gallery = tmp_path / "gallery.yaml"
     gallery.write_text(
