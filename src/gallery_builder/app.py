@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -164,11 +165,22 @@ async def serve(settings: BuilderSettings) -> None:
     log.info("builder listening on port %d, state in %s", BUILDER_PORT, settings.state_dir)
     sweeper = asyncio.create_task(sweep_forever(environments), name="sweep-previous-images")
     try:
-        await asyncio.Event().wait()
+        await stopped()
     finally:
         sweeper.cancel()
         await queue.stop()
         store.close()
+
+
+async def stopped() -> None:
+    """Until the container is stopped: as PID 1 the builder has no default SIGTERM action, so
+    without this `docker stop` would wait its 10 s and kill it before the records are closed."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("builder stopping")
 
 
 async def sweep_forever(environments: Environments, every_s: float = SWEEP_SECONDS) -> None:

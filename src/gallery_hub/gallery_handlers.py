@@ -256,12 +256,13 @@ class LaunchHandler(GalleryBaseHandler):
             self.set_login_cookie(user)
         spawner = user.get_or_create_spawner(example.id, "", replace_failed=True)
         spawner.launch_clicked_at = clicked  # the spawner tells the metrics when it is up
+        spawner.phase = None  # GallerySpawner.start sets it once past its own checks
         spawn = asyncio.ensure_future(
             self.spawn_single_user(user, example.id, options={"image": example.image_name})
         )
-        # Answer at once with the progress page; only a start refused right away (by the
-        # spawner's own admission) is answered here.
-        await asyncio.wait([spawn], timeout=0.2)
+        # Answer at once with the progress page; only a start refused or failed right away
+        # (the spawner's own admission, a missing image) is answered here.
+        await first_moments(spawn, spawner)
         if spawn.done() and spawn.exception() is not None:
             error = spawn.exception()
             self.gallery.admission().release((user.name, example.id))
@@ -293,6 +294,25 @@ class LaunchHandler(GalleryBaseHandler):
         self.users.delete(user)
         self._jupyterhub_user = None  # this request's page must not show the removed user
         log.info("gallery: removed temporary user %s (its launch failed)", user.name)
+
+
+async def first_moments(
+    spawn: asyncio.Future, spawner, grace_s: float = 0.2, limit_s: float = 3.0
+) -> None:
+    """Until the start has failed, or has been under way (or in line) for `grace_s`.
+
+    Counted from when the spawner's start got past its checks, not from the click: on a
+    busy hub the spawn's own bookkeeping may take longer than the grace. At most `limit_s`.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    began = None
+    while not spawn.done() and loop.time() < deadline:
+        if began is None and getattr(spawner, "phase", None) is not None:
+            began = loop.time()
+        if began is not None and loop.time() - began >= grace_s:
+            return
+        await asyncio.wait([spawn], timeout=0.02)
 
 
 def _log_failed_start(spawn: asyncio.Future) -> None:

@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import os
+import signal
 import threading
 import time
 from http import HTTPStatus
@@ -132,7 +133,13 @@ def main() -> None:
     VerifierHandler.token = read_token(Path(str(TOKEN_FILE)))
     server = ThreadingHTTPServer(("0.0.0.0", VERIFIER_PORT), VerifierHandler)  # noqa: S104
     log.info("verifier listening on port %d (chromium: %s)", VERIFIER_PORT, CHROMIUM)
+    # As PID 1 there is no default SIGTERM action: `docker stop` would wait 10 s for nothing.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     server.serve_forever()
+
+
+def _exit_on_signal(signum, frame) -> None:
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":

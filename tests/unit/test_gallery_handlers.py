@@ -315,6 +315,30 @@ def test_a_start_that_fails_at_once_leaves_no_visitor(hub_config, monkeypatch):
     serve(hub_config, scenario)
 
 
+def test_a_start_that_fails_at_once_on_a_busy_hub_still_leaves_no_visitor(hub_config, monkeypatch):
+    """The grace counts from the spawner's start, not the click: half a second of the hub's
+    own bookkeeping first does not turn a failure at once into a progress page."""
+
+    async def broken(self):
+        raise RuntimeError("the image is gone")
+
+    original = StubSpawner.start
+
+    async def slow_start(self):
+        await asyncio.sleep(0.5)
+        return await original(self)
+
+    monkeypatch.setattr(StubSpawner, "start_environment", broken)
+    monkeypatch.setattr(StubSpawner, "start", slow_start)
+
+    async def scenario(app, browser):
+        answer = await browser().launch()
+        assert answer.code == 500
+        assert visitors(app) == []
+
+    serve(hub_config, scenario)
+
+
 def test_a_start_refused_by_the_spawners_own_check_gives_the_busy_page(hub_config, monkeypatch):
     from gallery_hub.launch_limits import Refusal
     from gallery_hub.spawner import LaunchRefused

@@ -738,3 +738,19 @@ async def test_no_request_body_header_or_path_gets_a_500(service: Service) -> No
     answers.append(("Last-Event-ID", answer.code))
     assert [a for a in answers if a[1] >= 500] == []
     assert all(code < 500 for _, code in answers)
+
+
+def test_the_builder_stops_at_once_on_sigterm():
+    """As a container's PID 1 it has no default SIGTERM action: it must stop by itself."""
+    import os
+    import signal
+
+    from gallery_builder.app import stopped
+
+    async def main():
+        waiting = asyncio.ensure_future(stopped())
+        await asyncio.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(waiting, 5)
+
+    asyncio.run(main())
