@@ -137,6 +137,10 @@ async def serve(settings: BuilderSettings) -> None:
         gallery_file=Path(os.environ.get("GALLERY_FILE_PATH", "/srv/gallery/gallery.yaml")),
         fill=FillSettings.from_env(os.environ),
     )
+    if after_build.filler is not None:
+        fills = await asyncio.to_thread(after_build.filler.remove_leftovers)
+        if fills:
+            log.warning("removed %d container(s) of interrupted data fills", fills)
     queue = BuildQueue(
         store,
         after_build,

@@ -242,8 +242,16 @@ class BuildQueue:
     # --- store and events -----------------------------------------------------------------
 
     def _emitter(self, build_id: str, scrub: Scrubber) -> Callable[[str], None]:
+        """The build's line callback; steps that run in a thread (the data fill) may call it
+        too: their lines reach the loop in order, before the step's own result does."""
+        loop = asyncio.get_running_loop()
+
         def emit(line: str) -> None:
-            self._emit(build_id, scrub(line))
+            line = scrub(line)
+            if _running_loop() is loop:
+                self._emit(build_id, line)
+            else:
+                loop.call_soon_threadsafe(self._emit, build_id, line)
 
         return emit
 
@@ -283,6 +291,13 @@ class BuildQueue:
             self._on_event(build_id)
         except Exception:
             log.exception("on_event failed for build %s", build_id)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class _LogBatch:

@@ -40,6 +40,7 @@ from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import ReadTimeout
 
 from gallery_builder.docker_images import DockerImages
+from gallery_common.compose_labels import user_server_labels
 from gallery_common.data_folders import SEED_MOUNT, image_folder, seed_script
 from gallery_common.gallery_file import DataSpec, Example, Gallery
 from gallery_common.image_compatibility import ImageFacts, image_problems, path_problems
@@ -107,6 +108,8 @@ FILL_COMMAND = [
     'else exec python -c "$GALLERY_FILL_SCRIPT" "$0"; fi',
 ]
 DEFAULT_MEMORY = "2g"
+# Every container of a fill carries it (value: the stack's project), for leftover removal.
+FILL_LABEL = "org.neurolang-gallery.data-fill"
 
 
 class FillError(Exception):
@@ -198,6 +201,20 @@ class DataFiller:
 
     def _name(self, what: str) -> str:
         return f"{self.settings.project}-fill-{what}-{secrets.token_hex(4)}"
+
+    def _create(self, **create) -> str:
+        """A container of the fill: labelled as the stack's user servers (so the README's
+        remove command takes it) and as the fill's (so the next builder start does)."""
+        labels = {**user_server_labels(self.settings.project), FILL_LABEL: self.settings.project}
+        return self.api.create_container(labels=labels, **create)["Id"]
+
+    def remove_leftovers(self) -> int:
+        """Remove the containers of fills cut off by a restart of the builder; how many."""
+        mine = f"{FILL_LABEL}={self.settings.project}"
+        leftovers = self.api.containers(all=True, filters={"label": mine})
+        for container in leftovers:
+            self._remove(container["Id"])
+        return len(leftovers)
 
     # --- the whole fill -------------------------------------------------------------------
 
@@ -299,7 +316,7 @@ class DataFiller:
             ) from None
         ipam = (network.get("IPAM") or {}).get("Config") or [{}]
         rules4, rules6 = seal_rules(ipam[0].get("Subnet", ""), ipam[0].get("Gateway", ""))
-        holder = self.api.create_container(
+        holder = self._create(
             image=settings.seal_image,
             command=["sleep", "86400"],
             name=self._name("net"),
@@ -310,7 +327,7 @@ class DataFiller:
                 mem_limit="32m",
                 pids_limit=16,
             ),
-        )["Id"]
+        )
         try:
             self.api.start(holder)
             status, output = self._run_to_end(
@@ -329,11 +346,13 @@ class DataFiller:
             )
             if status != 0:
                 raise FillError(f"could not seal the fill's network: {output[-300:]}")
+            via = (
+                f"the egress proxy {settings.egress_proxy}" if settings.egress_proxy else "nothing"
+            )
+            say(f"Data fill: network {settings.network}, sealed; the internet through {via}")
         except BaseException:
             self._remove(holder)
             raise
-        via = f"the egress proxy {settings.egress_proxy}" if settings.egress_proxy else "nothing"
-        say(f"Data fill: network {settings.network}, sealed; the internet through {via}")
         return holder
 
     def run_example(
@@ -356,7 +375,7 @@ class DataFiller:
         )
         memory = f"{labels.memory_limit_gb:g}g" if labels and labels.memory_limit_gb else None
         cpu = labels.cpu_limit if labels and labels.cpu_limit else None
-        container = self.api.create_container(
+        container = self._create(
             image=image,
             command=[*FILL_COMMAND, os.path.basename(example.path)],
             environment={
@@ -376,7 +395,7 @@ class DataFiller:
                 pids_limit=512,
                 tmpfs={"/tmp": "rw,exec,nosuid,nodev,size=1g,mode=1777"},  # noqa: S108
             ),
-        )["Id"]
+        )
         try:
             self.api.start(container)
             status = self._follow(container, say, self.settings.timeout_s, cancelled)
@@ -438,7 +457,7 @@ class DataFiller:
             say("  " + pending.decode(errors="replace").rstrip()[:1000])
 
     def _run_to_end(self, *, timeout_s: float, **create) -> tuple[int | None, str]:
-        container = self.api.create_container(**create)["Id"]
+        container = self._create(**create)
         try:
             self.api.start(container)
             try:

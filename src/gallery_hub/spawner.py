@@ -25,6 +25,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient
 from traitlets import Float, Integer, Unicode, default
 
+from gallery_common.compose_labels import USER_SERVERS_SERVICE, user_server_labels
 from gallery_common.data_folders import SEED_MOUNT, SEEDED, image_folder, seed_script
 from gallery_common.gallery_file import DataSpec, Example
 from gallery_common.image_compatibility import (
@@ -61,11 +62,6 @@ _seed_locks: dict[str, asyncio.Lock] = {}
 
 def _seed_lock(name: str) -> asyncio.Lock:
     return _seed_locks.setdefault(name, asyncio.Lock())
-
-
-# docker compose knows the user containers as this (never started) service of the stack,
-# so `docker compose --profile user-servers ps` lists them and `down` can remove them.
-COMPOSE_SERVICE = "user-servers"
 
 
 class LaunchRefused(web.HTTPError):
@@ -135,7 +131,7 @@ class GallerySpawner(DockerSpawner):
         "",
         config=True,
         help="The stack's compose project: user containers are labelled as its service "
-        f"`{COMPOSE_SERVICE}`. Empty: no compose labels.",
+        f"`{USER_SERVERS_SERVICE}` (gallery_common.compose_labels). Empty: no compose labels.",
     )
     network_seal_image = Unicode(
         "",
@@ -233,17 +229,7 @@ class GallerySpawner(DockerSpawner):
         return cls._quota_supported
 
     def compose_labels(self) -> dict[str, str]:
-        if not self.compose_project:
-            return {}
-        return {
-            "com.docker.compose.project": self.compose_project,
-            "com.docker.compose.service": COMPOSE_SERVICE,
-            "com.docker.compose.oneoff": "False",
-            "com.docker.compose.container-number": "1",
-            # compose lists only containers that carry these two.
-            "com.docker.compose.version": "2",
-            "com.docker.compose.config-hash": "user-server",
-        }
+        return user_server_labels(self.compose_project)
 
     def get_args(self) -> list[str]:
         args = super().get_args()

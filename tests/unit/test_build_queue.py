@@ -129,6 +129,38 @@ def test_a_build_runs_and_is_recorded(store: BuildStore) -> None:
     ]
 
 
+def test_lines_from_a_step_in_a_thread_are_logged_in_order(store: BuildStore) -> None:
+    """After-build steps (the data fill) run in threads and print through the same callback."""
+
+    async def threaded(build_id: str, request: BuildRequest, emit) -> RunOutcome:
+        emit("on the loop\n")
+        await until(lambda: bool(store.read_log(build_id)))  # written: no flush is due
+
+        def step() -> None:
+            for n in range(3):
+                emit(f"from a thread {n}\n")
+
+        await asyncio.to_thread(step)
+        return RunOutcome(BuildState.BUILT, image="demo:main", resolved_commit=COMMIT)
+
+    async def scenario() -> BuildRecord:
+        queue, _ = make_queue(store, ScriptedRunner(threaded))
+        queue.start()
+        record = create(store)
+        queue.submit(record.id, request())
+        await until(lambda: state_of(store, record.id).state is BuildState.BUILT)
+        await queue.stop()
+        return record
+
+    record = asyncio.run(scenario())
+    assert log_of(store, record.id) == [
+        "on the loop\n",
+        "from a thread 0\n",
+        "from a thread 1\n",
+        "from a thread 2\n",
+    ]
+
+
 def test_concurrency_is_respected(store: BuildStore) -> None:
     gate = Gate()
     runner = ScriptedRunner(gate)

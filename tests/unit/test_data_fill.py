@@ -2,7 +2,10 @@
 
 from types import SimpleNamespace
 
+import pytest
+
 from gallery_builder.data_fill import (
+    FILL_LABEL,
     DataFiller,
     FillOutcome,
     FillSettings,
@@ -61,6 +64,7 @@ class FakeApi:
 
     def __init__(self):
         self.created = []
+        self.removed = []
 
     def inspect_volume(self, name):
         return {"Mountpoint": f"/var/lib/docker/volumes/{name}/_data"}
@@ -85,7 +89,11 @@ class FakeApi:
         return iter([b"cell 1/1 ran\n"]) if stream else b""
 
     def remove_container(self, container, force):
-        pass
+        self.removed.append(container)
+
+    def containers(self, all, filters):
+        return [{"Id": f"c{n + 1}"} for n, c in enumerate(self.created) if filters["label"]
+                == f"{FILL_LABEL}={c['labels'][FILL_LABEL]}"]  # fmt: skip
 
 
 def filler():
@@ -127,6 +135,31 @@ def test_a_fill_seeds_seals_and_runs_each_example_whose_file_is_there():
     assert example["environment"]["HTTP_PROXY"] == "http://egress:3128"
     assert example["command"][-1] == "A.py"
     assert "  cell 1/1 ran" in lines and lines[-1].startswith("Data filled")
+    # Every container is the stack's (README's remove command) and the fill's (leftovers).
+    for container in api.created:
+        assert container["labels"]["com.docker.compose.project"] == "p"
+        assert container["labels"]["com.docker.compose.service"] == "user-servers"
+        assert container["labels"][FILL_LABEL] == "p"
+    assert sorted(api.removed) == ["c1", "c2", "c3", "c4"]
+
+
+def test_a_failure_after_the_network_holder_started_removes_it():
+    fill, api = filler()
+
+    def say(line):
+        if "sealed" in line:
+            raise RuntimeError("the log is gone")
+
+    with pytest.raises(RuntimeError):
+        fill.fill("n:main", GALLERY, FACTS, 6, say)
+    assert "c2" in api.removed  # the holder
+
+
+def test_a_restarted_builder_removes_the_containers_of_an_interrupted_fill():
+    fill, api = filler()
+    api.created = [{"labels": {FILL_LABEL: "p"}}, {"labels": {FILL_LABEL: "other"}}]
+    assert fill.remove_leftovers() == 1
+    assert api.removed == ["c1"]
 
 
 def test_nothing_runs_without_data_or_for_an_image_the_hub_cannot_run():
