@@ -16,7 +16,6 @@ from gallery_hub import gallery_metrics
 from gallery_hub.admin_password import verify_password
 from gallery_hub.admission import visitor_servers
 from gallery_hub.environments import (
-    built_environment_facts,
     built_environments,
     container_images,
     image_details,
@@ -92,7 +91,6 @@ class GalleryHandlersMixin(LoggingConfigurable):
             admission=limits.admission,
             thumbnails_dir=self.thumbnails_dir,
             verification=verification,
-            image_facts=CachedValue(partial(built_environment_facts, client), empty=dict),
         )
         if self.warm_pool_token:  # with warm_max 0 it only retires what is left
             context.pool = WarmPool(

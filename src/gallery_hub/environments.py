@@ -57,12 +57,6 @@ def built_environments(client) -> dict[str, Environment]:
     return {env.image: env for env in environments_from_images(images)}
 
 
-def built_environment_facts(client) -> dict[str, ImageFacts | None]:
-    """What the image check found in each built environment, by image name."""
-    images = client.api.images(filters={"label": MARKER_FILTER})
-    return {env.image: env.facts for env in environments_from_images(images)}
-
-
 def image_ids(client, names: set[str]) -> dict[str, str | None]:
     """The image id each name points to now (None: no such image)."""
     found: dict[str, str | None] = {}

@@ -68,15 +68,15 @@ class GalleryContext:
     thumbnails_dir: str
     verification: GalleryVerification
     pool: WarmPool | None = None
-    # What the builder's image check found in each built image: {image: ImageFacts | None}.
-    image_facts: CachedValue | None = None
     verifier: Verification | None = None
 
-    def problems(self, example: Example) -> list[str]:
-        """Why the image check says this example cannot run here ([] when it can)."""
-        if self.image_facts is None:
-            return []
-        facts = self.image_facts.get().get(example.image_name)
+    def problems(self, example: Example, built: dict | None = None) -> list[str]:
+        """Why the builder's image check says this example cannot run here ([] when it can,
+        or when its image is not built or was never checked). `built`: a snapshot of
+        `built_images` (read again when not given), so a card's state and its reasons agree.
+        """
+        environment = (self.built_images.get() if built is None else built).get(example.image_name)
+        facts = environment.facts if environment is not None else None
         return example_problems(facts, local_jupyterhub_major(), example.path)
 
 
@@ -116,8 +116,6 @@ class GalleryBaseHandler(BaseHandler):
     async def built_and_building(self) -> tuple[dict, set[str]]:
         built = await asyncio.to_thread(self.gallery.built_images.get)
         environments = await asyncio.to_thread(self.gallery.builder_environments.get)
-        if self.gallery.image_facts is not None:  # fetched here: card() reads the cache
-            await asyncio.to_thread(self.gallery.image_facts.get)
         return built, in_progress(environments)
 
     def card(self, example: Example, built, building, user) -> dict:
@@ -125,7 +123,7 @@ class GalleryBaseHandler(BaseHandler):
         result = self.gallery.verification.result_for(example.id)
         state = example_state(example, built, building, result)
         # Built, but the image check says the hub cannot run it: say why, offer no launch.
-        problems = self.gallery.problems(example) if state in BUILT_STATES else []
+        problems = self.gallery.problems(example, built) if state in BUILT_STATES else []
         if problems:
             state = INCOMPATIBLE
         spawner = user.spawners.get(example.id) if user is not None else None
@@ -213,7 +211,7 @@ class LaunchHandler(GalleryBaseHandler):
         state = example_state(example, built, set(), result)
         if state not in BUILT_STATES:
             raise web.HTTPError(409, f"{example.title} is not built yet; try again later")
-        problems = await asyncio.to_thread(self.gallery.problems, example)
+        problems = self.gallery.problems(example, built)
         if problems:
             raise web.HTTPError(409, f"{example.title} cannot run here: {'; '.join(problems)}")
 

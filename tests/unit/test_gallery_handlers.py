@@ -135,12 +135,17 @@ class Browser:
 def hub_config(tmp_path, monkeypatch):
     gallery = tmp_path / "gallery.yaml"
     gallery.write_text(yaml.safe_dump(GALLERY))
-    demo = Environment("gallery-demo:main", parse_labels({MARKER_LABEL: MARKER_VALUE}))
-    monkeypatch.setattr(
-        authenticator_module, "built_environments", lambda client: {demo.image: demo}
-    )
-    monkeypatch.setattr(authenticator_module, "built_environment_facts", lambda client: FACTS)
-    FACTS.clear()
+    labels = parse_labels({MARKER_LABEL: MARKER_VALUE})
+    FACTS.clear()  # a test may say what the image check found in an image
+
+    def built(client):
+        return {
+            "gallery-demo:main": Environment(
+                "gallery-demo:main", labels, FACTS.get("gallery-demo:main")
+            )
+        }
+
+    monkeypatch.setattr(authenticator_module, "built_environments", built)
     StubSpawner.started = []
     MemoryProxy.routes = {}
     GalleryLimits.clear_instance()
