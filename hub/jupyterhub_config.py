@@ -159,7 +159,8 @@ c.GalleryHandlersMixin.warm_pool_token = warm_pool_token
 c.GalleryHandlersMixin.warm_max = settings.warm_max
 c.GalleryHandlersMixin.max_age_s = settings.max_age_s
 # Verified examples: the system visitor launches each one, the verifier renders it.
-c.GalleryVerification.service_token = verification_token
+# GALLERY_VERIFY=false: no verification (cards say ready once built; nothing is launched).
+c.GalleryVerification.service_token = verification_token if settings.verify else ""
 c.GalleryVerification.worker_token = verifier_token
 c.GalleryVerification.every_h = settings.verify_every_h
 c.GalleryVerification.timeout_s = settings.verify_timeout_s

@@ -25,7 +25,7 @@ from gallery_hub.example_handlers import example_handlers
 from gallery_hub.gallery_handlers import GalleryContext, gallery_handlers
 from gallery_hub.gallery_limits import GalleryLimits
 from gallery_hub.gallery_source import gallery_source
-from gallery_hub.gallery_state import CachedValue, builder_environments, built_at
+from gallery_hub.gallery_state import CachedValue, builder_environments, built_at, in_progress
 from gallery_hub.gallery_verification import GalleryVerification
 from gallery_hub.hub_api_client import HubAPI
 from gallery_hub.stopped_example import stopped_example_handlers
@@ -127,6 +127,7 @@ class GalleryHandlersMixin(LoggingConfigurable):
                 launches_waiting=lambda: limits.start_queue().waiting(),
                 on_result=gallery_metrics.verification_recorded,
                 can_run=lambda example: not context.problems(example),
+                building=lambda: in_progress(context.builder_environments.get()),
             )
             context.verifier.start()
         gallery_metrics.register_collector(

@@ -54,6 +54,7 @@ class HubSettings:
     egress_image: str
     warm_max: int
     start_concurrency: int
+    verify: bool
     verify_every_h: float
     verify_timeout_s: int
 
@@ -110,6 +111,7 @@ class HubSettings:
             egress_image=env_str(env, "GALLERY_EGRESS_IMAGE", "neurolang-gallery/egress:latest"),
             warm_max=env_int(env, "GALLERY_WARM_MAX", 5, minimum=0, maximum=200),
             start_concurrency=env_int(env, "GALLERY_START_CONCURRENCY", 2, minimum=1, maximum=64),
+            verify=env_bool(env, "GALLERY_VERIFY", True),
             verify_every_h=env_float(env, "GALLERY_VERIFY_EVERY_H", 24.0, minimum=0),
             verify_timeout_s=env_int(env, "GALLERY_VERIFY_TIMEOUT", 300, minimum=10, maximum=3600),
         )

@@ -67,6 +67,7 @@ class Verification:
         launches_waiting: Callable[[], int],
         on_result: Callable[[VerificationResult], None] = lambda result: None,
         can_run: Callable[[Example], bool] = lambda example: True,
+        building: Callable[[], set[str]] = set,
         interval_s: float = 5.0,
     ):
         self.app = app
@@ -82,6 +83,7 @@ class Verification:
         self.launches_waiting = launches_waiting
         self.on_result = on_result
         self.can_run = can_run  # False: the image check says the hub cannot run it
+        self.building = building  # images the builder is building (or filling) now
         self.interval_s = interval_s
         self.requested: set[str] = set()
         self.running: str | None = None  # the example being verified now
@@ -124,10 +126,12 @@ class Verification:
 
     async def step(self) -> bool:
         """Verify the most urgent due example; True if more are due."""
+        # Not while its build (or the data fill that ends it) is still running.
+        building = await asyncio.to_thread(self.building)
         examples = {
             example.id: example
             for example in self.source.current().examples.values()
-            if await asyncio.to_thread(self.can_run, example)
+            if example.image_name not in building and await asyncio.to_thread(self.can_run, example)
         }
         details = await asyncio.to_thread(
             self.image_details, {e.image_name for e in examples.values()}

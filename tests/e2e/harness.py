@@ -336,6 +336,9 @@ def _running_stack(artifacts: Path, dump_logs: Callable[[], bool]):
         "GALLERY_EGRESS_ALLOW": OUTSIDE_HOST,
         # No warm servers but in the warm pool's own tests (they count toward the caps).
         "GALLERY_WARM_MAX": "0",
+        # No verification but in its own tests: it would launch and render every example
+        # after every build of the other tests, alongside them.
+        "GALLERY_VERIFY": "false",
     }
     the_stack = Stack(
         project=f"{PROJECT_PREFIX}{secrets.token_hex(3)}",

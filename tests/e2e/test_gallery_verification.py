@@ -26,6 +26,13 @@ DOCS_IMAGES = ROOT / "docs" / "images"
 VERIFY_TIMEOUT_S = 300  # GALLERY_VERIFY_TIMEOUT's default, which the test stack keeps
 
 
+@pytest.fixture(scope="module", autouse=True)
+def verification_on(stack):
+    """The test stack runs without the verification (harness: GALLERY_VERIFY=false)."""
+    with stack.hub_settings(GALLERY_VERIFY="true"):
+        yield
+
+
 def examples(stack, token: str | None = None) -> dict[str, dict]:
     headers = {"Authorization": f"token {token}"} if token else {}
     answer = requests.get(stack.url("/hub/gallery/api/examples"), headers=headers, timeout=30)

@@ -174,16 +174,16 @@ def test_a_good_render_request():
     assert parse_render_request(body)[3] == 300.0
 
 
-def test_an_example_the_hub_cannot_run_is_never_verified():
+def test_an_example_the_hub_cannot_run_or_still_building_is_not_verified():
     import asyncio
     from types import SimpleNamespace
 
     from gallery_hub.verification import Verification
 
     other = Example("other", "Other", "", "o.ipynb", "https://x.org", "other:main", "")
-    source = SimpleNamespace(
-        current=lambda: SimpleNamespace(examples={"demo": DEMO, "other": other})
-    )
+    third = Example("a-third", "Third", "", "t.ipynb", "https://x.org", "third:main", "")
+    examples = {"demo": DEMO, "other": other, "a-third": third}  # a-third: still building
+    source = SimpleNamespace(current=lambda: SimpleNamespace(examples=examples))
     verification = Verification(
         None,
         source=source,
@@ -197,6 +197,7 @@ def test_an_example_the_hub_cannot_run_is_never_verified():
         built_at=dict,
         launches_waiting=lambda: 0,
         can_run=lambda example: example.id != "demo",
+        building=lambda: {"third:main"},
     )
     verified = []
 
