@@ -35,6 +35,8 @@ import pytest
 import requests
 import yaml
 
+from gallery_common.image_labels import STACK_LABEL
+
 from .hub_login import login
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,6 +122,19 @@ def remove_leftover_projects() -> None:
         )
         for name in listing.stdout.split():
             run(["docker", kind, "rm", name], check=False)
+    # Environment images an earlier test stack built and could not delete (image names are
+    # the engine's, not the project's: a leftover gallery-demo:main would be "built" here).
+    images = run(
+        ["docker", "images", "-q", "--no-trunc", "--filter", f"label={STACK_LABEL}"], check=False
+    ).stdout.split()
+    for image in sorted(set(images)):
+        stack = run(
+            ["docker", "image", "inspect", "--format",
+             f'{{{{index .Config.Labels "{STACK_LABEL}"}}}}', image],
+            check=False,
+        ).stdout.strip()  # fmt: skip
+        if stack.startswith(PROJECT_PREFIX):
+            run(["docker", "rmi", "-f", image], check=False)
 
 
 @dataclass

@@ -83,8 +83,10 @@ def neuro(stack, client, gitserver, admin_token):
     assert build["state"] == "built", build
     yield build
     remove_visitors(stack, admin_token)
-    time.sleep(3)
-    client.request("DELETE", f"/{build['id']}")
+    deadline = time.monotonic() + 60  # until the visitors' containers are gone
+    while client.request("DELETE", f"/{build['id']}").status_code == 409:
+        assert time.monotonic() < deadline, "the neurogallery environment stayed in use"
+        time.sleep(2)
     stack.compose("exec", "-T", "hub", "rm", "-rf", DATA_FOLDER, check=False)
 
 
