@@ -452,6 +452,23 @@ def start_gitserver(stack: Stack) -> str:
     raise AssertionError(f"the git server did not come up: {run(['docker', 'logs', name]).stderr}")
 
 
+def start_outside(stack: Stack, suffix: str, path: str, content: str) -> str:
+    """The tests' "internet": a web server serving `content` at /`path`, on a network only
+    the egress proxy joins (as OUTSIDE_HOST). Returns its container's name."""
+    name = f"{stack.project}-{suffix}"
+    run(
+        [
+            "docker", "run", "-d", "--name", name,
+            "--network", f"{stack.project}_egress", "--network-alias", OUTSIDE_HOST,
+            stack.env["GALLERY_PYTHON_IMAGE"],
+            "sh", "-c",
+            f"mkdir -p /srv/www && echo '{content}' > /srv/www/{path} "
+            "&& cd /srv/www && exec python3 -m http.server 80",
+        ]
+    )  # fmt: skip
+    return name
+
+
 def edit_file(stack: Stack, repository: str, path: str, content: bytes | None = None) -> str:
     """Commit `content` as `path` in a fixture repository (None: an empty commit); its id."""
     route = f"edit/{repository}?path={path}" if content is not None else f"commit/{repository}"

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from .environments_client import EnvironmentsClient
-from .harness import OUTSIDE_HOST, edit_file, run
+from .harness import OUTSIDE_HOST, edit_file, run, start_outside
 from .test_containment import OUTSIDE_MARKER, Listener, host_addresses
 from .test_environments_faults import wait_for_log
 
@@ -38,25 +38,7 @@ def client(stack, admin_token, gitserver) -> EnvironmentsClient:
 @pytest.fixture(scope="module")
 def outside(stack) -> str:
     """The tests' "internet": a web server only the egress proxy reaches."""
-    name = f"{stack.project}-outside-builds"
-    run(
-        [
-            "docker",
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            f"{stack.project}_egress",
-            "--network-alias",
-            OUTSIDE_HOST,
-            stack.env["GALLERY_PYTHON_IMAGE"],
-            "sh",
-            "-c",
-            f"mkdir -p /srv/www && echo '{OUTSIDE_MARKER}' > /srv/www/index.html "
-            "&& cd /srv/www && exec python3 -m http.server 80",
-        ]
-    )
+    name = start_outside(stack, "outside-builds", "index.html", OUTSIDE_MARKER)
     yield f"http://{OUTSIDE_HOST}/"
     run(["docker", "rm", "-f", name], check=False)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import OUTSIDE_HOST, run
+from .harness import OUTSIDE_HOST, run, start_outside
 from .visitors import (
     VISITOR,
     anonymous_launch_form,
@@ -70,25 +70,7 @@ print("sent")
 @pytest.fixture(scope="module")
 def outside(stack) -> str:
     """The tests' "internet": a web server on a network only the egress proxy joins."""
-    name = f"{stack.project}-outside"
-    run(
-        [
-            "docker",
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            f"{stack.project}_egress",
-            "--network-alias",
-            OUTSIDE_HOST,
-            stack.env["GALLERY_PYTHON_IMAGE"],
-            "sh",
-            "-c",
-            f"mkdir -p /srv/www && echo '{OUTSIDE_MARKER}' > /srv/www/index.html "
-            "&& cd /srv/www && exec python3 -m http.server 80",
-        ]
-    )
+    name = start_outside(stack, "outside", "index.html", OUTSIDE_MARKER)
     yield f"http://{OUTSIDE_HOST}/"
     run(["docker", "rm", "-f", name], check=False)
 

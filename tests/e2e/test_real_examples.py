@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 
 from .browser import chromium
 from .environments_client import EnvironmentsClient
-from .harness import OUTSIDE_HOST, run
+from .harness import run, start_outside
 from .visitors import (
     VISITOR,
     anonymous_launch_form,
@@ -41,35 +41,11 @@ def client(stack, admin_token) -> EnvironmentsClient:
     return EnvironmentsClient(stack.base_url, admin_token)
 
 
-def start_outside(stack) -> str:
-    """The tests' "internet" with the example's dataset: reachable only through the proxy."""
-    name = f"{stack.project}-outside-data"
-    run(
-        [
-            "docker",
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            f"{stack.project}_egress",
-            "--network-alias",
-            OUTSIDE_HOST,
-            stack.env["GALLERY_PYTHON_IMAGE"],
-            "sh",
-            "-c",
-            f"mkdir -p /srv/www && echo '{DATASET}' > /srv/www/dataset.txt "
-            "&& cd /srv/www && exec python3 -m http.server 80",
-        ]
-    )
-    return name
-
-
 @pytest.fixture(scope="module")
 def neuro(stack, client, gitserver, admin_token):
     """The neurogallery environment, built (and its data filled by the build), and the
     build's record; the dataset server is gone again before any visitor comes."""
-    outside = start_outside(stack)
+    outside = start_outside(stack, "outside-data", "dataset.txt", DATASET)  # via the proxy only
     try:
         started = time.monotonic()
         response = client.create(
