@@ -2,9 +2,10 @@
 
 Every build moves QUEUED -> BUILDING -> BUILT / FAILED / CANCELLED in the store, never stays in
 BUILDING once its run is over (whatever went wrong), and every log line the runner emits is
-stored in order. After each stored line and each state change, `on_event(build_id)` tells the
-HTTP layer to wake its Server-Sent-Event listeners; `wait(build_id)` returns once a build has
-ended and its run is over (what build-image waits for).
+stored in order, in batches. After each stored batch and each state change,
+`on_event(build_id)` tells the HTTP layer to wake its Server-Sent-Event listeners;
+`wait(build_id)` returns once a build has ended and its run is over (what build-image waits
+for).
 
 A request's credentials are held only in memory, and only while its build is queued or running.
 """
@@ -24,6 +25,8 @@ from gallery_builder.git_access import Scrubber
 log = logging.getLogger(__name__)
 
 LOG_FLUSH_SECONDS = 0.1
+# The most characters stored (and streamed) as one log chunk.
+LOG_CHUNK_CHARS = 64 * 1024
 CANCELLED_REASON = "cancelled by an admin"
 STOPPED_REASON = "the builder stopped before the build finished"
 
@@ -300,11 +303,30 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
+def join_log_texts(texts: list[str], most: int = LOG_CHUNK_CHARS) -> list[str]:
+    """`texts` joined, in order, into as few chunks of at most `most` characters as they fit
+    (a longer text stays one chunk of its own): one stored row and one streamed event each."""
+    chunks: list[str] = []
+    pending: list[str] = []
+    size = 0
+    for text in texts:
+        if pending and size + len(text) > most:
+            chunks.append("".join(pending))
+            pending, size = [], 0
+        pending.append(text)
+        size += len(text)
+    if pending:
+        chunks.append("".join(pending))
+    return chunks
+
+
 class _LogBatch:
-    """A build's log lines on their way to the store: written together, off the event loop.
+    """A build's log on its way to the store: written together, off the event loop.
 
     `add` only queues; a write follows within LOG_FLUSH_SECONDS, and `flush` writes what is
     left (the queue awaits it before a final state, so a stream never ends before its log).
+    What came in one interval is stored as few chunks (`join_log_texts`), so 100 000 lines
+    cost a few hundred rows and stream events, not 100 000.
     """
 
     def __init__(self, store: BuildStore, build_id: str, notify: Callable[[str], None]) -> None:
@@ -331,9 +353,10 @@ class _LogBatch:
         """Write every queued line (in order; one transaction per batch)."""
         async with self._lock:
             while self._pending:
-                lines, self._pending = self._pending, []
+                texts, self._pending = self._pending, []
+                chunks = join_log_texts(texts)
                 try:
-                    await asyncio.to_thread(self._store.append_logs, self._build_id, lines)
+                    await asyncio.to_thread(self._store.append_logs, self._build_id, chunks)
                 except KeyError:
                     return  # the build was deleted; nobody is listening
                 except Exception:

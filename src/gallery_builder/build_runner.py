@@ -48,7 +48,7 @@ from gallery_builder.image_retention import Retention, previous_tag
 from gallery_builder.processes import (
     DEFAULT_KILL_GRACE_S,
     ProcessError,
-    read_lines,
+    read_chunks,
     spawn,
     terminate_process_group,
 )
@@ -85,13 +85,18 @@ class RunOutcome:
     reused: bool = False
 
 
+# The last lines of repo2docker's output searched for the reason a build failed.
+_RECENT_LINES = 50
+
+
 def _default_repo2docker() -> str:
     # The repo2docker installed next to this interpreter (a venv) wins over PATH.
     return shutil.which("repo2docker", path=str(Path(sys.executable).parent)) or "repo2docker"
 
 
 class _Emitter:
-    """Scrubs and newline-terminates every line, then hands it to `emit` and `on_line`."""
+    """Scrubs and newline-terminates text (a line or a block of lines), then hands it to
+    `emit` and `on_line`."""
 
     def __init__(
         self,
@@ -103,12 +108,12 @@ class _Emitter:
         self._on_line = on_line
         self.scrub = scrub
 
-    def __call__(self, line: str) -> None:
-        line = self.scrub(line)
-        line = line if line.endswith("\n") else line + "\n"
-        self._emit(line)
+    def __call__(self, text: str) -> None:
+        text = self.scrub(text)
+        text = text if text.endswith("\n") else text + "\n"
+        self._emit(text)
         if self._on_line is not None:
-            self._on_line(line)
+            self._on_line(text)
 
 
 class BuildRunner:
@@ -354,12 +359,12 @@ class BuildRunner:
     ) -> tuple[int, str]:
         process = await spawn(argv, env=env, cwd=state.workdir, stderr=asyncio.subprocess.STDOUT)
         state.process = process
-        recent: deque[str] = deque(maxlen=50)
+        recent: deque[str] = deque(maxlen=_RECENT_LINES)
         assert process.stdout is not None
         scrub = state.say.scrub
-        async for line in read_lines(process.stdout, scrub, longest_secret=scrub.longest):
-            state.say(line)
-            recent.append(line.strip())
+        async for block in read_chunks(process.stdout, scrub, longest_secret=scrub.longest):
+            state.say(block)
+            recent.extend(line.strip() for line in block.splitlines()[-_RECENT_LINES:])
         status = await process.wait()
         # A step killed for memory is the reason, whatever repo2docker printed after it.
         errors = [line for line in recent if line and _KILLED_STEP.search(line)]

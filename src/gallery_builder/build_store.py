@@ -218,7 +218,7 @@ class BuildStore:
         self._clock = clock
         self._lock = threading.Lock()
         # Per build in tail mode: its tail chunks (seq, bytes) and their total.
-        self._tails: dict[str, tuple[deque[tuple[int, int]], list[int]]] = {}
+        self._tails: dict[str, tuple[deque[tuple[int, int, int]], list[int]]] = {}
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # create the file ourselves so it is never, even briefly, readable by others
@@ -525,7 +525,7 @@ class BuildStore:
             if data:
                 seq += 1
                 inserts.append((build_id, seq, data.decode("utf-8", errors="replace")))
-                self._tail(db, build_id, marker)[0].append((seq, len(data)))
+                self._tail(db, build_id, marker)[0].append((seq, len(data), data.count(b"\n")))
                 self._tail(db, build_id, marker)[1][0] += len(data)
         db.executemany("INSERT INTO build_logs (build_id, seq, text) VALUES (?, ?, ?)", inserts)
         elided_lines, elided_bytes = row["log_elided_lines"], row["log_elided_bytes"]
@@ -533,10 +533,10 @@ class BuildStore:
             chunks, total = self._tail(db, build_id, marker)
             dropped_to = 0
             while total[0] > self._tail_cap and len(chunks) > 1:
-                dropped_seq, size = chunks.popleft()
+                dropped_seq, size, lines = chunks.popleft()
                 total[0] -= size
                 dropped_to = dropped_seq
-                elided_lines += 1
+                elided_lines += lines
                 elided_bytes += size
             if dropped_to:
                 db.execute(
@@ -556,16 +556,18 @@ class BuildStore:
 
     def _tail(
         self, db: sqlite3.Connection, build_id: str, marker: int
-    ) -> tuple[deque[tuple[int, int]], list[int]]:
-        """The tail index of a build in tail mode (read back from the table if not known)."""
+    ) -> tuple[deque[tuple[int, int, int]], list[int]]:
+        """The tail index of a build in tail mode: (seq, bytes, lines) of each chunk and the
+        total bytes (read back from the table if not known)."""
         if build_id not in self._tails:
             rows = db.execute(
-                "SELECT seq, length(CAST(text AS BLOB)) AS size FROM build_logs"
-                " WHERE build_id = ? AND seq > ? ORDER BY seq",
+                "SELECT seq, length(CAST(text AS BLOB)) AS size,"
+                " length(text) - length(replace(text, char(10), '')) AS lines"
+                " FROM build_logs WHERE build_id = ? AND seq > ? ORDER BY seq",
                 (build_id, marker),
             ).fetchall()
-            chunks = deque((r["seq"], r["size"]) for r in rows)
-            self._tails[build_id] = (chunks, [sum(size for _, size in chunks)])
+            chunks = deque((r["seq"], r["size"], r["lines"]) for r in rows)
+            self._tails[build_id] = (chunks, [sum(size for _, size, _ in chunks)])
         return self._tails[build_id]
 
     def read_log(self, build_id: str, after: int = 0) -> builtins.list[tuple[int, str]]:

@@ -1,5 +1,6 @@
-"""Child processes of a build: started in their own session, read line by line, and killed
-as a whole group, so nothing a build started (git, repo2docker, their children) outlives it.
+"""Child processes of a build: started in their own session, read in blocks of whole lines,
+and killed as a whole group, so nothing a build started (git, repo2docker, their children)
+outlives it.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import asyncio
 import codecs
 import contextlib
 import os
+import re
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
@@ -79,16 +81,19 @@ async def run_captured(
     return process.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
-async def read_lines(
+async def read_chunks(
     stream: asyncio.StreamReader,
     scrub: Callable[[str], str] | None = None,
     *,
     longest_secret: int = 0,
     max_line: int = MAX_LOG_LINE,
 ) -> AsyncIterator[str]:
-    """Decoded lines of `stream`, each ending in "\\n", scrubbed; long lines are split.
+    """The decoded output of `stream` in blocks of whole lines, each block scrubbed once.
 
-    Scrubbing happens before a long line is split, and the split never cuts through the last
+    A block is what one read brought (up to 64 KiB of complete lines), so a chatty process
+    costs one step per read, not one per line. Every line of a block ends in "\\n" (carriage
+    returns before it are dropped); a line longer than `max_line` is split. Scrubbing happens
+    before a long line is split, and a split never cuts through the last
     `longest_secret - 1` characters of the buffer, where a secret could still be arriving.
     """
     scrub = scrub or (lambda text: text)
@@ -97,21 +102,33 @@ async def read_lines(
     buffer = ""
     while chunk := await stream.read(65536):
         buffer += decoder.decode(chunk)
-        *lines, buffer = buffer.split("\n")
-        for line in lines:
-            for piece in _split_long(scrub(line.rstrip("\r")), max_line):
-                yield piece + "\n"
+        end = buffer.rfind("\n") + 1
+        if end:
+            block, buffer = buffer[:end], buffer[end:]
+            yield _fit_lines(scrub(_drop_carriage_returns(block)), max_line)
         if len(buffer) > max_line + keep:
             buffer = scrub(buffer)
             cut = max(len(buffer) - keep, 1)
-            for piece in _split_long(buffer[:cut], max_line):
-                yield piece + "\n"
+            yield _fit_lines(buffer[:cut] + "\n", max_line)
             buffer = buffer[cut:]
     buffer += decoder.decode(b"", final=True)
     if buffer:
-        for piece in _split_long(scrub(buffer.rstrip("\r")), max_line):
-            yield piece + "\n"
+        yield _fit_lines(scrub(buffer.rstrip("\r")) + "\n", max_line)
 
 
-def _split_long(line: str, max_line: int) -> list[str]:
-    return [line[i : i + max_line] for i in range(0, len(line), max_line)] or [""]
+_CARRIAGE_RETURNS = re.compile(r"\r+\n")
+
+
+def _drop_carriage_returns(block: str) -> str:
+    return _CARRIAGE_RETURNS.sub("\n", block) if "\r" in block else block
+
+
+def _fit_lines(block: str, max_line: int) -> str:
+    """`block` (whole lines) with every line longer than `max_line` split into pieces."""
+    if re.search(f"[^\n]{{{max_line + 1}}}", block) is None:
+        return block
+    return "".join(
+        piece + "\n"
+        for line in block[:-1].split("\n")
+        for piece in ([line[i : i + max_line] for i in range(0, len(line), max_line)] or [""])
+    )

@@ -10,7 +10,12 @@ from typing import Any
 
 import pytest
 
-from gallery_builder.build_queue import CANCELLED_REASON, STOPPED_REASON, BuildQueue
+from gallery_builder.build_queue import (
+    CANCELLED_REASON,
+    STOPPED_REASON,
+    BuildQueue,
+    join_log_texts,
+)
 from gallery_builder.build_request import BuildRequest, Credentials
 from gallery_builder.build_runner import RunOutcome
 from gallery_builder.build_store import BuildRecord, BuildState, BuildStore
@@ -63,7 +68,7 @@ class Events(list[str]):
         self.append(build_id)
         record = self.store.get(build_id)
         assert record is not None
-        self.states.append((build_id, record.state, len(self.store.read_log(build_id))))
+        self.states.append((build_id, record.state, len(log_of(self.store, build_id))))
 
 
 def create(store: BuildStore, image: str = "demo:main") -> BuildRecord:
@@ -94,7 +99,8 @@ def state_of(store: BuildStore, build_id: str) -> BuildRecord:
 
 
 def log_of(store: BuildStore, build_id: str) -> list[str]:
-    return [text for _, text in store.read_log(build_id)]
+    """The stored log's lines (the store keeps them in chunks of many lines)."""
+    return store.full_log(build_id).splitlines(keepends=True)
 
 
 def make_queue(
@@ -127,6 +133,39 @@ def test_a_build_runs_and_is_recorded(store: BuildStore) -> None:
         (record.id, BuildState.BUILDING, 3),
         (record.id, BuildState.BUILT, 3),
     ]
+
+
+def test_a_chatty_build_is_stored_in_few_chunks_with_every_line_in_order(
+    store: BuildStore,
+) -> None:
+    lines = [f"line {n} of many\n" for n in range(20_000)]
+
+    async def chatty(build_id: str, request: BuildRequest, emit) -> RunOutcome:
+        for line in lines:
+            emit(line)
+        return RunOutcome(BuildState.BUILT, image="demo:main", resolved_commit=COMMIT)
+
+    async def scenario() -> tuple[BuildRecord, Events]:
+        queue, events = make_queue(store, ScriptedRunner(chatty))
+        queue.start()
+        record = create(store)
+        queue.submit(record.id, request())
+        await until(lambda: state_of(store, record.id).state is BuildState.BUILT)
+        await queue.stop()
+        return record, events
+
+    record, events = asyncio.run(scenario())
+    assert log_of(store, record.id) == lines
+    chunks = store.read_log(record.id)
+    assert len(chunks) == 6  # ~330 kB in chunks of at most 64 KiB: six rows, not 20 000
+    assert all(text.endswith("\n") for _, text in chunks)
+    assert len(events.states) < 10  # listeners woke once per stored batch, not per line
+
+
+def test_log_texts_are_joined_in_order_into_bounded_chunks() -> None:
+    assert join_log_texts([]) == []
+    assert join_log_texts(["a\n", "b\n", "c\n"], most=4) == ["a\nb\n", "c\n"]
+    assert join_log_texts(["a\n", "long line\n", "b\n"], most=4) == ["a\n", "long line\n", "b\n"]
 
 
 def test_lines_from_a_step_in_a_thread_are_logged_in_order(store: BuildStore) -> None:

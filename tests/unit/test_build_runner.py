@@ -86,6 +86,13 @@ if mode in ("hang", "stubborn"):
 """
 
 
+class LogLines(list[str]):
+    """What a run emitted, line by line (it emits repo2docker's output in blocks of lines)."""
+
+    def append(self, text: str) -> None:
+        self.extend(text.splitlines(keepends=True))
+
+
 @dataclass
 class RunnerSetup:
     runner: BuildRunner
@@ -165,7 +172,7 @@ def built_by_repo2docker(setup: RunnerSetup, image: str, build_id: str, labels: 
 def test_run_builds_and_publishes(repo: Repo, tmp_path: Path) -> None:
     setup = make_runner(tmp_path)
     built_by_repo2docker(setup, "demo:trunk", "b1", labels_for(repo, repo.trunk))
-    lines: list[str] = []
+    lines = LogLines()
     outcome = run(setup.runner.run("b1", request_for(repo), lines.append))
 
     assert outcome.state is BuildState.BUILT
@@ -212,7 +219,7 @@ def test_run_builds_and_publishes(repo: Repo, tmp_path: Path) -> None:
 def test_run_never_puts_the_password_in_argv_config_or_log(repo: Repo, tmp_path: Path) -> None:
     setup = make_runner(tmp_path)
     built_by_repo2docker(setup, "demo:trunk", "b1", labels_for(repo, repo.trunk))
-    lines: list[str] = []
+    lines = LogLines()
     run(setup.runner.run("b1", request_for(repo), lines.append))
     record = setup.record()
     encoded = quote(PASSWORD, safe="")
@@ -223,7 +230,7 @@ def test_run_never_puts_the_password_in_argv_config_or_log(repo: Repo, tmp_path:
 def test_run_reuses_an_image_of_the_same_commit(repo: Repo, tmp_path: Path) -> None:
     setup = make_runner(tmp_path)
     setup.images.images["demo:trunk"] = FakeImage("sha256:old", labels_for(repo, repo.trunk))
-    lines: list[str] = []
+    lines = LogLines()
     outcome = run(setup.runner.run("b2", request_for(repo), lines.append))
     assert outcome.state is BuildState.BUILT
     assert (outcome.reused, outcome.image, outcome.image_size) == (True, "demo:trunk", 4242)
@@ -254,7 +261,7 @@ def test_only_keep_previous_images_stay_and_older_ones_go(repo: Repo, tmp_path: 
     old = labels_for(repo, "b" * 40, build_time=datetime(2026, 6, 1, tzinfo=UTC))
     setup.images.images["demo:trunk"] = FakeImage("sha256:old", old)
     built_by_repo2docker(setup, "demo:trunk", "b3", labels_for(repo, repo.trunk))
-    lines: list[str] = []
+    lines = LogLines()
     outcome = run(setup.runner.run("b3", request_for(repo), lines.append))
     assert outcome.state is BuildState.BUILT
     assert "demo:gallery-previous-trunk-old" in setup.images.images
@@ -296,7 +303,7 @@ def test_run_names_images_after_the_ref(repo: Repo, tmp_path: Path) -> None:
 
 def test_run_reports_a_repo2docker_failure(repo: Repo, tmp_path: Path) -> None:
     setup = make_runner(tmp_path, mode="fail")
-    lines: list[str] = []
+    lines = LogLines()
     outcome = run(setup.runner.run("b6", request_for(repo, "feature"), lines.append))
     assert outcome.state is BuildState.FAILED
     assert outcome.reason == "repo2docker exited with status 3: ERROR: the build broke"
@@ -328,7 +335,7 @@ def test_run_without_repo2docker_fails_cleanly(repo: Repo, tmp_path: Path) -> No
 @pytest.mark.parametrize("mode", ["hang", "stubborn"])
 def test_cancelling_a_run_kills_the_process_group(repo: Repo, tmp_path: Path, mode: str) -> None:
     setup = make_runner(tmp_path, mode=mode, kill_grace_s=0.5)
-    lines: list[str] = []
+    lines = LogLines()
 
     async def scenario() -> None:
         task = asyncio.create_task(setup.runner.run("b8", request_for(repo), lines.append))
@@ -374,7 +381,7 @@ def test_run_uses_the_current_image_as_the_layer_cache(repo: Repo, tmp_path: Pat
     old = labels_for(repo, "f" * 40)  # another commit: not reusable
     setup.images.images["demo:trunk"] = FakeImage("sha256:old", old)
     built_by_repo2docker(setup, "demo:trunk", "b11", labels_for(repo, repo.trunk))
-    lines: list[str] = []
+    lines = LogLines()
     outcome = run(setup.runner.run("b11", request_for(repo), lines.append))
     assert outcome.state is BuildState.BUILT
     assert "c.Repo2Docker.cache_from = ['sha256:old']" in setup.record()["config"]
@@ -387,7 +394,7 @@ def test_run_uses_the_current_image_as_the_layer_cache(repo: Repo, tmp_path: Pat
 def test_run_logs_each_phase_with_its_time(repo: Repo, tmp_path: Path) -> None:
     setup = make_runner(tmp_path)
     built_by_repo2docker(setup, "demo:trunk", "b12", labels_for(repo, repo.trunk))
-    lines: list[str] = []
+    lines = LogLines()
     run(setup.runner.run("b12", request_for(repo), lines.append))
     stamped = [line for line in lines if re.match(r"\[ *\d+\.\d\d s\] ", line)]
     phases = [line.split("] ", 1)[1] for line in stamped]
@@ -406,7 +413,7 @@ def test_a_commit_the_repository_does_not_have_fails_with_a_reason(
 ) -> None:
     setup = make_runner(tmp_path)
     missing = "e" * 40  # a full commit id is not looked up; the server does not have it
-    lines: list[str] = []
+    lines = LogLines()
     outcome = run(setup.runner.run("b13", request_for(repo, missing), lines.append))
     assert outcome.state is BuildState.FAILED
     assert outcome.reason == f"commit eeeeeee is not in {repo.path}"

@@ -389,11 +389,23 @@ def test_a_capped_log_keeps_its_head_and_its_tail_with_a_marker_between(db_path:
         assert log[:2] == [(1, "0123456789"), (2, "0123456789")]
         seq, marker = log[2]
         assert seq == 3 and "elided" in marker and "only its start and its end" in marker
-        assert "99 lines" in marker  # "abcdefghij" and 98 of the 100 lines
+        assert "98 lines" in marker  # 98 of the 100 lines (and "abcdefghij", no line yet)
         assert [text for _, text in log[3:]] == ["line 0098\n", "line 0099\n"]
         # Numbers keep growing: a stream that resumes after any seen id misses nothing new.
         assert store.append_log(build.id, "last\n") == 105
         assert store.full_log(build.id).endswith("line 0099\nlast\n")
+
+
+def test_the_marker_counts_the_lines_of_elided_chunks_across_store_instances(db_path: Path):
+    with BuildStore(db_path, log_cap_bytes=40) as store:
+        build = new_build(store)
+        store.append_logs(build.id, ["head of the log ...\n", "a\nb\nc\n", "d\ne\n"])
+    with BuildStore(db_path, log_cap_bytes=40) as store:  # the tail index read back
+        store.append_logs(build.id, ["f\ng\nh\ni\nj\n", "k" * 9 + "\n" + "l" * 9 + "\n"])
+        _head, marker, *tail = store.read_log(build.id)
+        # "a" to "e" counted from the table, "f" to "j" from the new chunk: ten lines
+        assert "10 lines" in marker[1]
+        assert tail == [(6, "k" * 9 + "\n" + "l" * 9 + "\n")]
 
 
 def test_a_capped_log_stays_capped_across_store_instances(db_path: Path):

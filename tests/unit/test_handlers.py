@@ -489,7 +489,14 @@ def parse_events(text: str) -> list[tuple[str, int | None, Any]]:
 
 @scenario
 async def test_the_log_is_replayed_and_resumable(service: Service) -> None:
-    build = await service.ended((await service.add(name="demo"))["id"])
+    # Hold the build until its first line is stored: the two lines are two stored chunks.
+    service.runner.gate = asyncio.Event()
+    started = await service.add(name="demo")
+    async with asyncio.timeout(5):
+        while not service.store.read_log(started["id"]):
+            await asyncio.sleep(0.01)
+    service.runner.gate.set()
+    build = await service.ended(started["id"])
     response = await service.call("GET", f"{API}/{build['id']}/log")
     assert response.code == 200
     assert response.headers["Content-Type"] == "text/event-stream"
