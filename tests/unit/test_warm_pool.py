@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
@@ -83,12 +84,40 @@ def test_a_warm_server_is_claimed_once_and_its_clock_starts_at_the_click(monkeyp
     users = {"w1": warm_user("w1"), "w2": warm_user("w2", ready=False)}
     pool = make_pool(users)
     pool._ready = {"a": ["w1", "w2"]}
-    claimed = pool.claim("a")
+
+    async def clicks():
+        return [pool.claim("a") for _ in range(3)]
+
+    claimed, second, third = asyncio.run(clicks())
     assert claimed is users["w1"] and moved == [users["w1"].orm_user]
     assert claimed.spawners["a"].orm_spawner.started > NOW
     # w2 is not ready (its server stopped meanwhile): nobody gets it; nothing is left.
-    assert pool.claim("a") is None
-    assert pool.claim("a") is None and pool.ready_counts() == {"a": 0}
+    assert second is None
+    assert third is None and pool.ready_counts() == {"a": 0}
+
+
+def test_a_replacement_waits_until_the_claimed_app_has_rendered(monkeypatch):
+    monkeypatch.setattr(warm_pool, "claim_warm_visitor", lambda db, u: None)
+    now = [100.0]
+    pool = make_pool({"w1": warm_user("w1")})
+    pool.clock = lambda: now[0]
+    pool.refill_delay_s = 0.05
+    pool._ready = {"a": ["w1"]}
+    assert pool._may_start()
+
+    async def click_then_wait():
+        assert pool.claim("a") is not None
+        blocked = pool._may_start()
+        pool._wake.clear()
+        now[0] += 0.05
+        async with asyncio.timeout(2):
+            await pool._wake.wait()  # the pool looks again once the delay is over
+        return blocked
+
+    assert asyncio.run(click_then_wait()) is False
+    assert pool._may_start()
+    pool.launches_waiting = lambda: 1  # a visitor waiting for a start slot goes first
+    assert not pool._may_start()
 
 
 def test_claims_of_an_example_without_warm_servers_find_none():
@@ -119,8 +148,6 @@ def test_claimed_visitors_join_the_culled_group():
 
 
 def test_a_claimed_server_gets_its_full_cpu_priority_back(monkeypatch):
-    import asyncio
-
     monkeypatch.setattr(warm_pool, "claim_warm_visitor", lambda db, u: None)
     user = warm_user("w1")
     user.spawners["a"].container_id = "c1"
