@@ -2,9 +2,11 @@
 
 Brings up the real stack (as the end-to-end tests do), builds the demo environment and, in
 one run, measures:
-- floor: `docker run` of the image with the same server and limits the stack gives a
-  visitor (Jupyter Server with Voila, same CPU, memory, pids, capabilities, user and
-  /tmp), until Voila answers with the notebook's output: the least any launch could take;
+- floor: `docker run` of the image with the command and limits the stack gives a visitor
+  (`jupyterhub-singleuser` with Voila; same CPU, memory, pids, capabilities, user and
+  /tmp), answering to a stand-in of the hub's API (benchmarks/standin_hub.py, in its own
+  container), until Voila answers with the notebook's output: the least any launch could
+  take. Also shown: Jupyter Server with Voila alone (what jupyterhub-singleuser adds);
 - cold: 20 sequential launches, each a new visitor, from the POST of the Launch form until
   the rendered page holds the output (p50, p95; ratio and difference to the floor);
 - warm: 20 sequential launches of an example with a warm server, the pool refilled
@@ -26,7 +28,9 @@ import socket
 import statistics
 import subprocess
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -73,31 +77,98 @@ def wait_progress(stack, session: requests.Session, visitor: str, example: str) 
                     raise AssertionError(f"{visitor}'s {example} failed: {event.get('message')}")
 
 
-def floor(image: str) -> float:
-    """The same server and limits as a visitor's container, without the hub."""
+FLOOR_LIMITS = [
+    "--memory", "2g", "--cpus", "1", "--pids-limit", "512", "--cap-drop", "ALL",
+    "--security-opt", "no-new-privileges", "--user", "1000",
+    "--tmpfs", "/tmp:rw,exec,nosuid,nodev,size=256m,mode=1777",  # noqa: S108
+]  # fmt: skip
+STANDIN_HUB = Path(__file__).with_name("standin_hub.py")
+# What JupyterHub tells a server it starts (Spawner.get_env), for the stand-in hub.
+SINGLEUSER_ENV = {
+    "JUPYTERHUB_API_TOKEN": "floor-token",
+    "JUPYTERHUB_API_URL": "http://hub:8081/hub/api",
+    "JUPYTERHUB_ACTIVITY_URL": "http://hub:8081/hub/api/users/floor/activity",
+    "JUPYTERHUB_CLIENT_ID": "jupyterhub-user-floor",
+    "JUPYTERHUB_USER": "floor",
+    "JUPYTERHUB_SERVER_NAME": "",
+    "JUPYTERHUB_BASE_URL": "/",
+    "JUPYTERHUB_SERVICE_PREFIX": "/user/floor/",
+    "JUPYTERHUB_SERVICE_URL": "http://0.0.0.0:8888/user/floor/",
+    "JUPYTERHUB_OAUTH_CALLBACK_URL": "/user/floor/oauth_callback",
+    "JUPYTERHUB_OAUTH_ACCESS_SCOPES": json.dumps(["access:servers!user=floor"]),
+}
+
+
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def timed_server(run_args: list[str], url: str, headers: dict[str, str]) -> float:
+    """Seconds from `docker run` until `url` shows the notebook's output."""
     start = time.perf_counter()
     container = subprocess.run(
-        [
-            "docker", "run", "-d", "--rm", "-p", f"127.0.0.1:{port}:8888",
-            "--memory", "2g", "--cpus", "1", "--pids-limit", "512", "--cap-drop", "ALL",
-            "--security-opt", "no-new-privileges", "--user", "1000",
-            "--tmpfs", "/tmp:rw,exec,nosuid,nodev,size=256m,mode=1777",  # noqa: S108
-            image,
-            "jupyter", "server", "--ip=0.0.0.0", "--port=8888", "--ServerApp.token=",
-            "--ServerApp.password=", *VOILA_ARGS,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()  # fmt: skip
+        ["docker", "run", "-d", "--rm", *run_args], check=True, capture_output=True, text=True
+    ).stdout.strip()
     try:
-        wait_for(f"http://127.0.0.1:{port}/voila/render/app.ipynb", requests.Session())
+        session = requests.Session()
+        session.headers.update(headers)
+        wait_for(url, session)
         return time.perf_counter() - start
     finally:
         subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+
+
+def floor_server(image: str) -> float:
+    """Jupyter Server with Voila alone, same limits as a visitor's container, no hub."""
+    port = free_port()
+    return timed_server(
+        [
+            "-p", f"127.0.0.1:{port}:8888", *FLOOR_LIMITS, image,
+            "jupyter", "server", "--ip=0.0.0.0", "--port=8888", "--ServerApp.token=",
+            "--ServerApp.password=", *VOILA_ARGS,
+        ],
+        f"http://127.0.0.1:{port}/voila/render/app.ipynb",
+        {},
+    )  # fmt: skip
+
+
+@contextmanager
+def standin_hub(image: str, project: str) -> Iterator[str]:
+    """A network with the stand-in hub API on it (named "hub"); yields the network."""
+    network = f"{project}-floor"
+    subprocess.run(["docker", "network", "create", network], check=True, capture_output=True)
+    hub = f"{project}-floor-hub"
+    try:
+        subprocess.run(
+            [
+                "docker", "run", "-d", "--rm", "--name", hub, "--network", network,
+                "--network-alias", "hub", "--user", "1000",
+                "-v", f"{STANDIN_HUB}:/standin_hub.py:ro", image, "python", "/standin_hub.py",
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        yield network
+    finally:
+        subprocess.run(["docker", "rm", "-f", hub], capture_output=True)
+        subprocess.run(["docker", "network", "rm", network], capture_output=True)
+
+
+def floor_singleuser(image: str, network: str) -> float:
+    """The stack's own command (`jupyterhub-singleuser` with Voila) and limits, answering
+    to the stand-in hub: what a launch costs without the hub's part of it."""
+    port = free_port()
+    env = [arg for name, value in SINGLEUSER_ENV.items() for arg in ("-e", f"{name}={value}")]
+    return timed_server(
+        [
+            "--network", network, "-p", f"127.0.0.1:{port}:8888", *FLOOR_LIMITS, *env, image,
+            "jupyterhub-singleuser", *VOILA_ARGS,
+        ],
+        f"http://127.0.0.1:{port}/user/floor/voila/render/app.ipynb",
+        {"Authorization": "token floor-token"},
+    )  # fmt: skip
 
 
 def click(stack, example: str) -> tuple[float, requests.Session, str]:
@@ -259,11 +330,19 @@ def main() -> None:
             "GALLERY_WARM_MAX": "5",
         }
         with stack.hub_settings(**limits):
-            floors = [floor(image) for _ in range(3)]
+            servers = [floor_server(image) for _ in range(3)]
+            lines.append(
+                "Jupyter Server with Voila alone (same limits, docker run until rendered): "
+                f"median {statistics.median(servers):.2f} s of 3 "
+                f"({min(servers):.2f}-{max(servers):.2f})"
+            )
+            with standin_hub(image, stack.project) as network:
+                floors = [floor_singleuser(image, network) for _ in range(3)]
             base = statistics.median(floors)
             lines.append(
-                "floor (same server and limits, docker run until rendered): "
-                f"median {base:.2f} s of 3 ({min(floors):.2f}-{max(floors):.2f})"
+                "floor: the stack's command (jupyterhub-singleuser with Voila) and limits, "
+                f"docker run until rendered: median {base:.2f} s of 3 "
+                f"({min(floors):.2f}-{max(floors):.2f})"
             )
 
             cold = []
