@@ -53,10 +53,8 @@ from gallery_hub.system_visitor import is_system_visitor
 from gallery_hub.verification_results import VerificationResult
 from gallery_hub.visitors import is_visitor, is_warm
 
-# CPU weight of a server while it boots, and of an unclaimed warm server (Docker's default
-# is 1024): when many start at once, the apps visitors already look at render first. A
-# server gets the default once it answers (a warm one when it is claimed).
-LOW_CPU_SHARES = 128
+# CPU weight of an unclaimed warm server (Docker's default is 1024); a claim restores it.
+WARM_CPU_SHARES = 128
 DEFAULT_CPU_SHARES = 1024
 
 _seed_locks: dict[str, asyncio.Lock] = {}
@@ -208,8 +206,9 @@ class GallerySpawner(DockerSpawner):
         }
         if self.disk_quota and await self.quota_supported():
             config["storage_opt"] = {"size": self.disk_quota}
-        # Every server boots at a low CPU priority; unclaimed warm ones also idle at it.
-        config["cpu_shares"] = LOW_CPU_SHARES
+        if is_warm(self.user):
+            # Unclaimed warm servers start and idle at a low CPU priority: visitors first.
+            config["cpu_shares"] = WARM_CPU_SHARES
         return config
 
     async def quota_supported(self) -> bool:
@@ -384,8 +383,6 @@ class GallerySpawner(DockerSpawner):
                 url = await self.start_environment()
                 self.phase = "connecting"
                 await self.wait_until_answering(url)
-            if not is_warm(self.user):
-                await self.raise_cpu_priority()
         except BaseException:
             self.release()
             if clicked is not None:
@@ -394,14 +391,6 @@ class GallerySpawner(DockerSpawner):
         if clicked is not None:
             gallery_metrics.launch_ended(self.name, "ready", time.monotonic() - clicked)
         return url
-
-    async def raise_cpu_priority(self) -> None:
-        """The booted server gets Docker's default CPU weight (failing that, it keeps
-        running at the low one: slower only while others start)."""
-        try:
-            await self.docker("update_container", self.container_id, cpu_shares=DEFAULT_CPU_SHARES)
-        except Exception as e:  # a server that answers must not fail over its priority
-            self.log.warning("Could not raise the CPU weight of %s: %s", self._log_name, e)
 
     async def wait_until_answering(self, url: str | tuple[str, int]) -> None:
         """Return as soon as the server answers (JupyterHub's own check then passes at once).
