@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import shutil
@@ -28,11 +29,11 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from docker.errors import DockerException
+from docker.errors import DockerException, NotFound
 from requests.exceptions import RequestException
 
 from gallery_builder.build_box import Box, BoxError, BuildBoxes
@@ -55,10 +56,12 @@ from gallery_builder.processes import (
 from gallery_builder.repo2docker_command import (
     DEFAULT_ENGINE,
     EngineOptions,
+    ImageCheckOptions,
     repo2docker_command,
     write_repo2docker_config,
 )
 from gallery_builder.repository_policy import RepositoryRefused
+from gallery_common.image_compatibility import ImageFacts, facts_from_json
 from gallery_common.image_labels import make_labels, strip_credentials
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,19 @@ class RunOutcome:
     resolved_commit: str | None = None
     image_size: int | None = None
     reused: bool = False
+    # The image check, when it ran inside the build (InBuildCheck): its facts, or why not.
+    facts: ImageFacts | None = None
+    check_error: str | None = None
+
+
+@dataclass(frozen=True)
+class InBuildCheck:
+    """The image check run by the engine before its last step (so the facts go on with the
+    other labels): the gallery's paths for an image name, the check containers' names."""
+
+    paths: Callable[[str], Sequence[str]]
+    name_prefix: str = "gallery"
+    uid: str = "1000"
 
 
 def _default_repo2docker() -> str:
@@ -164,6 +180,8 @@ class BuildRunner:
         self.min_free_disk_gb = min_free_disk_gb
         self.trim_slow_imports = trim_slow_imports
         self.stack = stack
+        # Set by AfterBuild: the engine then checks the image before its last step.
+        self.in_build_check: InBuildCheck | None = None
 
     async def run(
         self, build_id: str, request: BuildRequest, emit: Callable[[str], None]
@@ -238,7 +256,10 @@ class BuildRunner:
         for note in notes:
             say(note)
         state.phase(f"Built {state.image} ({_human_size(size)})")
-        return state.outcome(BuildState.BUILT, image_size=size)
+        facts, check_error = state.check_result()
+        return state.outcome(
+            BuildState.BUILT, image_size=size, facts=facts, check_error=check_error
+        )
 
     async def _check_free_disk(self) -> None:
         """BuildError when Docker's data root has less free space than configured."""
@@ -320,6 +341,15 @@ class BuildRunner:
             if state.box.network_mode:
                 state.phase("Build steps run in a sealed network: out only through the proxy")
         box = state.box
+        check = None
+        if self.in_build_check is not None:
+            state.check_container = f"{self.in_build_check.name_prefix}-check-{state.build_id[:12]}"
+            check = ImageCheckOptions(
+                paths=list(self.in_build_check.paths(state.image or "")),
+                container_name=state.check_container,
+                facts_file=str(state.facts_file),
+                uid=self.in_build_check.uid,
+            )
         config = write_repo2docker_config(
             state.workdir / "repo2docker_config.py",
             labels,
@@ -330,6 +360,7 @@ class BuildRunner:
                 build_args=box.build_args if box else {},
                 layers_file=str(state.layers_file),
                 trim_slow_imports=self.trim_slow_imports,
+                check=check,
             ),
         )
         state.temp_image = build_tag(state.image or "", state.build_id)
@@ -397,6 +428,9 @@ class BuildRunner:
                     state.say("Stopped repo2docker")
             if state.box is not None and self.boxes is not None:
                 await asyncio.to_thread(self.boxes.close, state.box)
+            if state.check_container and (state.process is None or state.process.returncode):
+                # repo2docker was stopped, perhaps while its image check ran
+                await asyncio.to_thread(self._remove_container, state.check_container)
             if state.temp_image is not None:
                 # normally already untagged; after a failed publish it takes its layers along
                 await asyncio.to_thread(self._remove_quietly, state.temp_image)
@@ -415,6 +449,14 @@ class BuildRunner:
             return
         if removed:
             log.info("removed %d unused layer(s) of a build", len(removed))
+
+    def _remove_container(self, name: str) -> None:
+        try:
+            self.images.api.remove_container(name, force=True)
+        except NotFound:
+            pass
+        except Exception as e:  # cleanup must not turn a result into a crash
+            log.warning("could not remove container %s: %s", name, describe_docker_error(e))
 
     def _remove_quietly(self, image: str) -> None:
         try:
@@ -443,6 +485,7 @@ class _BuildState:
     process: asyncio.subprocess.Process | None = None
     pins: Pins | None = None
     box: Box | None = None
+    check_container: str | None = None
     _askpass: Path | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -450,6 +493,28 @@ class _BuildState:
     def layers_file(self) -> Path:
         """Where the engine writes the id of every image this build makes."""
         return self.workdir / "layers"
+
+    @property
+    def facts_file(self) -> Path:
+        """Where the engine writes what its image check found."""
+        return self.workdir / "image-check.json"
+
+    def check_result(self) -> tuple[ImageFacts | None, str | None]:
+        """(facts, None) or (None, why the check could not run) from the engine's image check;
+        (None, None) when it did not run."""
+        if self.check_container is None:
+            return None, None
+        try:
+            result = json.loads(self.facts_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None, None
+        if not isinstance(result, dict):
+            return None, None
+        facts = facts_from_json(result.get("data"))
+        if facts is not None:
+            return facts, None
+        error = result.get("error")
+        return None, self.say.scrub(str(error)) if error else None
 
     def layer_ids(self) -> list[str]:
         """The image ids the engine reported, in order (empty before it ran)."""

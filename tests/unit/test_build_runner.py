@@ -68,6 +68,10 @@ if os.path.isdir(source):
 with open(out, "w") as handle:
     json.dump(record, handle)
 print("Picked Git content provider.", flush=True)
+for line in config.splitlines():  # the engine's image check: what FAKE_R2D_FACTS says it found
+    if line.startswith("c.DockerAPIEngine.facts_file = ") and "FAKE_R2D_FACTS" in os.environ:
+        with open(eval(line.partition(" = ")[2]), "w") as handle:
+            handle.write(os.environ["FAKE_R2D_FACTS"])
 print("echo: " + os.environ.get("FAKE_R2D_ECHO", ""), flush=True)
 mode = os.environ.get("FAKE_R2D_MODE", "ok")
 if mode == "fail":
@@ -412,3 +416,41 @@ def test_a_commit_the_repository_does_not_have_fails_with_a_reason(
     assert outcome.reason == f"commit eeeeeee is not in {repo.path}"
     assert any("fetching its branches and tags" in line for line in lines)
     assert not setup.record_file.exists()  # repo2docker never ran
+
+
+def test_the_engine_checks_the_image_and_the_outcome_carries_the_facts(
+    repo: Repo, tmp_path: Path
+) -> None:
+    setup = make_runner(tmp_path)
+    setup.runner.in_build_check = build_runner.InBuildCheck(
+        lambda image: [f"{image}.ipynb"], name_prefix="proj"
+    )
+    found = {"jupyterhub": "6.1.1", "singleuser": True, "paths": {"demo:trunk.ipynb": True}}
+    assert setup.runner.base_env is not None
+    setup.runner.base_env["FAKE_R2D_FACTS"] = json.dumps({"data": found})
+    built_by_repo2docker(setup, "demo:trunk", "b1", labels_for(repo, repo.trunk))
+    outcome = run(setup.runner.run("b1", request_for(repo), lambda _line: None))
+    assert outcome.state is BuildState.BUILT and outcome.check_error is None
+    assert outcome.facts is not None and outcome.facts.jupyterhub == "6.1.1"
+    assert outcome.facts.paths == {"demo:trunk.ipynb": True}
+    config = setup.record()["config"]
+    assert "c.DockerAPIEngine.check_image = True" in config
+    assert "c.DockerAPIEngine.check_paths = ['demo:trunk.ipynb']" in config
+    assert "c.DockerAPIEngine.check_container_name = 'proj-check-b1'" in config
+
+    # A check that could not run: the reason, scrubbed of the credentials.
+    (tmp_path / "again").mkdir()
+    setup = make_runner(tmp_path / "again")
+    setup.runner.in_build_check = build_runner.InBuildCheck(lambda image: [])
+    assert setup.runner.base_env is not None
+    setup.runner.base_env["FAKE_R2D_FACTS"] = json.dumps({"error": f"no python ({PASSWORD})"})
+    built_by_repo2docker(setup, "demo:trunk", "b2", labels_for(repo, repo.trunk))
+    outcome = run(setup.runner.run("b2", request_for(repo), lambda _line: None))
+    assert outcome.facts is None and outcome.check_error == f"no python ({MASK})"
+    # Without the engine's word (another engine): neither, and AfterBuild checks afterwards.
+    (tmp_path / "third").mkdir()
+    setup = make_runner(tmp_path / "third")
+    setup.runner.in_build_check = build_runner.InBuildCheck(lambda image: [])
+    built_by_repo2docker(setup, "demo:trunk", "b3", labels_for(repo, repo.trunk))
+    outcome = run(setup.runner.run("b3", request_for(repo), lambda _line: None))
+    assert (outcome.facts, outcome.check_error) == (None, None)
