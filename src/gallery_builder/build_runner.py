@@ -317,6 +317,12 @@ class BuildRunner:
         # submodules: repo2docker then builds the directory and clones nothing itself.
         state.phase(f"Fetching commit {resolved.commit[:7]}")
         assert state.pins is not None
+        # The box (a sandbox container loading its firewall) is made while git fetches.
+        opening = (
+            asyncio.ensure_future(asyncio.to_thread(self.boxes.open, state.build_id))
+            if self.boxes is not None
+            else None
+        )
         try:
             checkout = await checkout_commit(
                 state.workdir / "checkout",
@@ -332,14 +338,14 @@ class BuildRunner:
             )
         except ProcessError as e:
             raise BuildError(str(e)) from None
+        finally:
+            # Whatever git did: the box is the build's, so its cleanup removes it.
+            box_error = await self._opened_box(opening, state)
         source = str(checkout)
-        if self.boxes is not None:
-            try:
-                state.box = await asyncio.to_thread(self.boxes.open, state.build_id)
-            except BoxError as e:
-                raise BuildError(str(e)) from None
-            if state.box.network_mode:
-                state.phase("Build steps run in a sealed network: out only through the proxy")
+        if box_error is not None:
+            raise BuildError(str(box_error))
+        if state.box is not None and state.box.network_mode:
+            state.phase("Build steps run in a sealed network: out only through the proxy")
         box = state.box
         check = None
         if self.in_build_check is not None:
@@ -379,6 +385,29 @@ class BuildRunner:
         env.update(TMPDIR=str(tmp), PYTHONUNBUFFERED="1")
         state.phase(f"Running repo2docker for commit {resolved.commit[:7]}")
         return await self._stream(argv, env, state)
+
+    async def _opened_box(
+        self, opening: asyncio.Future[Box] | None, state: _BuildState
+    ) -> BoxError | None:
+        """Wait for the box being opened and give it to `state`; the BoxError, if any.
+
+        Cancelled while it is still being made, the box is removed once it is there.
+        """
+        if opening is None:
+            return None
+        try:
+            state.box = await asyncio.shield(opening)
+        except BoxError as e:
+            return e
+        except asyncio.CancelledError:
+            opening.add_done_callback(self._close_late_box)
+            raise
+        return None
+
+    def _close_late_box(self, opening: asyncio.Future[Box]) -> None:
+        if self.boxes is None or opening.cancelled() or opening.exception() is not None:
+            return
+        asyncio.get_running_loop().run_in_executor(None, self.boxes.close, opening.result())
 
     async def _stream(
         self, argv: list[str], env: dict[str, str], state: _BuildState

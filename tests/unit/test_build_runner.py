@@ -454,3 +454,69 @@ def test_the_engine_checks_the_image_and_the_outcome_carries_the_facts(
     built_by_repo2docker(setup, "demo:trunk", "b3", labels_for(repo, repo.trunk))
     outcome = run(setup.runner.run("b3", request_for(repo), lambda _line: None))
     assert (outcome.facts, outcome.check_error) == (None, None)
+
+
+class SlowBoxes:
+    """BuildBoxes that take a while to open a box (the sandbox and its firewall)."""
+
+    def __init__(self, error: str | None = None, seconds: float = 0.3) -> None:
+        from gallery_builder.build_box import BoxSettings
+
+        self.settings = BoxSettings(memory_gb=1, cpu=1)
+        self.error, self.seconds = error, seconds
+        self.opened: list[tuple[str, float, float]] = []
+        self.closed: list[str | None] = []
+
+    def open(self, build_id: str):
+        from gallery_builder.build_box import Box, BoxError
+
+        started = time.monotonic()
+        time.sleep(self.seconds)
+        self.opened.append((build_id, started, time.monotonic()))
+        if self.error:
+            raise BoxError(self.error)
+        return Box({"memory": 1}, network_mode="container:box", container_id=f"box-{build_id}")
+
+    def close(self, box) -> None:
+        self.closed.append(box.container_id)
+
+
+def test_the_box_is_made_while_git_fetches_and_always_removed(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetched: list[float] = []
+    checkout = build_runner.checkout_commit
+
+    async def timed_checkout(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await checkout(*args, **kwargs)
+        finally:
+            fetched.append(time.monotonic())
+
+    monkeypatch.setattr(build_runner, "checkout_commit", timed_checkout)
+    boxes = SlowBoxes()
+    setup = make_runner(tmp_path, boxes=boxes)
+    built_by_repo2docker(setup, "demo:trunk", "b1", labels_for(repo, repo.trunk))
+    lines: list[str] = []
+    outcome = run(setup.runner.run("b1", request_for(repo), lines.append))
+    assert outcome.state is BuildState.BUILT and boxes.closed == ["box-b1"]
+    assert "c.DockerAPIEngine.build_network_mode = 'container:box'" in setup.record()["config"]
+    # The box was being made before the fetch ended: they ran side by side.
+    (_, started, _) = boxes.opened[0]
+    assert started < fetched[0]
+    assert any("sealed network" in line for line in lines)
+
+    # A box that cannot be made fails the build with its reason; repo2docker never runs.
+    (tmp_path / "again").mkdir()
+    setup = make_runner(tmp_path / "again", boxes=SlowBoxes(error="no egress proxy"))
+    outcome = run(setup.runner.run("b2", request_for(repo), lambda _line: None))
+    assert outcome.state is BuildState.FAILED and outcome.reason == "no egress proxy"
+    assert not setup.record_file.exists()
+
+    # A fetch that fails still removes the box made meanwhile.
+    boxes = SlowBoxes()
+    (tmp_path / "third").mkdir()
+    setup = make_runner(tmp_path / "third", boxes=boxes)
+    outcome = run(setup.runner.run("b3", request_for(repo, "e" * 40), lambda _line: None))
+    assert outcome.state is BuildState.FAILED and "is not in" in (outcome.reason or "")
+    assert boxes.closed == ["box-b3"]
