@@ -42,7 +42,12 @@ from gallery_builder.build_store import BuildState
 from gallery_builder.docker_errors import describe_docker_error
 from gallery_builder.docker_images import DockerImages, build_tag
 from gallery_builder.fetch_guard import FetchGuard, Pins
-from gallery_builder.git_access import Scrubber, git_environment, write_askpass
+from gallery_builder.git_access import (
+    Scrubber,
+    git_environment,
+    inherited_environment,
+    write_askpass,
+)
 from gallery_builder.git_fetch import checkout_commit
 from gallery_builder.git_refs import ResolvedRef, resolve_ref
 from gallery_builder.image_retention import Retention, previous_tag
@@ -70,6 +75,28 @@ DEFAULT_GIT_TIMEOUT_S = 60.0
 _ERROR_LINE = re.compile(r"error|fatal|failed|exception", re.IGNORECASE)
 # How the classic builder reports a step killed by SIGKILL (the kernel's OOM killer).
 _KILLED_STEP = re.compile(r"returned a non-zero code: 137")
+
+# A repo2docker started ahead of time: the interpreter imports repo2docker (about half a
+# second) while git fetches and the box is made, then reads its command line, environment
+# and directory as one line of JSON on stdin and runs it (nothing on stdin: it just exits).
+# argv: the entry module (with a main()), then modules to import ahead as well.
+WARM_LAUNCHER = """
+import importlib, json, os, sys, tempfile
+entry = importlib.import_module(sys.argv[1])
+for name in sys.argv[2:]:
+    importlib.import_module(name)
+line = sys.stdin.readline()
+if not line.strip():
+    sys.exit(0)
+request = json.loads(line)
+os.environ.clear()
+os.environ.update(request["env"])
+tempfile.tempdir = None
+os.chdir(request["cwd"])
+sys.argv = request["argv"]
+sys.exit(entry.main())
+"""
+WARM_ENTRY = ("repo2docker.__main__", "gallery_builder.docker_api_engine")
 
 
 class BuildError(Exception):
@@ -149,6 +176,7 @@ class BuildRunner:
         min_free_disk_gb: float = 0,
         trim_slow_imports: bool = False,
         stack: str = "",
+        warm_start: bool = False,
     ) -> None:
         """Configure the runner.
 
@@ -163,6 +191,8 @@ class BuildRunner:
         network); `keep_previous` previous images stay per environment; builds are refused
         below `min_free_disk_gb` free (0: no check); `trim_slow_imports` removes
         rfc3987_syntax from the image; `stack` labels the images with the compose project.
+        With `warm_start` (only for the default `repo2docker`, the one of this interpreter)
+        repo2docker is started, and imports itself, while git fetches.
         """
         self.images = images or DockerImages()
         self.repo2docker = repo2docker or _default_repo2docker()
@@ -180,6 +210,9 @@ class BuildRunner:
         self.min_free_disk_gb = min_free_disk_gb
         self.trim_slow_imports = trim_slow_imports
         self.stack = stack
+        self.warm_entry: tuple[str, ...] | None = (
+            WARM_ENTRY if warm_start and repo2docker is None else None
+        )
         # Set by AfterBuild: the engine then checks the image before its last step.
         self.in_build_check: InBuildCheck | None = None
 
@@ -243,6 +276,8 @@ class BuildRunner:
             return state.outcome(BuildState.BUILT, image_size=size, reused=True)
         # The environment's current image seeds Docker's layer cache: a commit that changes
         # only notebooks re-runs only the steps after the content is copied in.
+        if self.warm_entry is not None:
+            await self._start_warm(state)
         previous = await asyncio.to_thread(self.images.image_id, state.image)
         if previous is not None:
             state.phase(f"Using the current image of {state.image} as the layer cache")
@@ -409,11 +444,34 @@ class BuildRunner:
             return
         asyncio.get_running_loop().run_in_executor(None, self.boxes.close, opening.result())
 
+    async def _start_warm(self, state: _BuildState) -> None:
+        """Start repo2docker's interpreter now; `_stream` hands it the build later."""
+        assert self.warm_entry is not None
+        env = {**inherited_environment(self.base_env), "PYTHONUNBUFFERED": "1"}
+        state.process = await spawn(
+            [sys.executable, "-c", WARM_LAUNCHER, *self.warm_entry],
+            env=env,
+            cwd=state.workdir,
+            stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.PIPE,
+        )
+
     async def _stream(
         self, argv: list[str], env: dict[str, str], state: _BuildState
     ) -> tuple[int, str]:
-        process = await spawn(argv, env=env, cwd=state.workdir, stderr=asyncio.subprocess.STDOUT)
-        state.process = process
+        process = state.process
+        if process is not None and process.stdin is not None:  # started ahead: hand it over
+            request = {"argv": ["repo2docker", *argv[1:]], "env": env, "cwd": str(state.workdir)}
+            with contextlib.suppress(ConnectionError):  # it died: its output says why
+                process.stdin.write(json.dumps(request).encode() + b"\n")
+                await process.stdin.drain()
+            process.stdin.close()
+        else:
+            process = await spawn(
+                argv, env=env, cwd=state.workdir, stderr=asyncio.subprocess.STDOUT
+            )
+            state.process = process
+        state.running = True
         recent: deque[str] = deque(maxlen=50)
         assert process.stdout is not None
         scrub = state.say.scrub
@@ -453,11 +511,13 @@ class BuildRunner:
             if state.process is not None and state.process.returncode is None:
                 # kill first: emitting may be what failed, and repo2docker must not outlive us
                 await terminate_process_group(state.process, self.kill_grace_s)
-                with contextlib.suppress(Exception):
-                    state.say("Stopped repo2docker")
+                if state.running:
+                    with contextlib.suppress(Exception):
+                        state.say("Stopped repo2docker")
             if state.box is not None and self.boxes is not None:
                 await asyncio.to_thread(self.boxes.close, state.box)
-            if state.check_container and (state.process is None or state.process.returncode):
+            process = state.process
+            if state.check_container and state.running and process and process.returncode:
                 # repo2docker was stopped, perhaps while its image check ran
                 await asyncio.to_thread(self._remove_container, state.check_container)
             if state.temp_image is not None:
@@ -512,6 +572,7 @@ class _BuildState:
     image: str | None = None
     temp_image: str | None = None
     process: asyncio.subprocess.Process | None = None
+    running: bool = False  # repo2docker has its build (a warm start: it was only waiting)
     pins: Pins | None = None
     box: Box | None = None
     check_container: str | None = None

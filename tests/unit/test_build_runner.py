@@ -520,3 +520,93 @@ def test_the_box_is_made_while_git_fetches_and_always_removed(
     outcome = run(setup.runner.run("b3", request_for(repo, "e" * 40), lambda _line: None))
     assert outcome.state is BuildState.FAILED and "is not in" in (outcome.reason or "")
     assert boxes.closed == ["box-b3"]
+
+
+FAKE_WARM_MODULE = """\
+# Stands in for repo2docker.__main__ in a warm start: imported first, main() later.
+import json, os, sys, tempfile, time
+IMPORTED = time.time()
+def main():
+    record = {
+        "imported": IMPORTED, "main": time.time(), "argv": sys.argv, "cwd": os.getcwd(),
+        "env": dict(os.environ), "tmp": tempfile.gettempdir(),
+    }
+    with open(os.environ["FAKE_R2D_OUT"], "w") as handle:
+        json.dump(record, handle)
+    print("warm repo2docker ran", flush=True)
+    return int(os.environ.get("FAKE_R2D_STATUS", "0"))
+"""
+
+
+def warm_runner(tmp_path: Path, **kwargs: Any) -> RunnerSetup:
+    setup = make_runner(tmp_path, **kwargs)
+    (tmp_path / "fake_warm_r2d.py").write_text(FAKE_WARM_MODULE)
+    runner = BuildRunner(
+        images=setup.images,  # type: ignore[arg-type]
+        builder_version="9.9",
+        work_root=setup.work_root,
+        base_env={**(setup.runner.base_env or {}), "PYTHONPATH": str(tmp_path)},
+        warm_start=True,
+    )
+    assert runner.warm_entry == build_runner.WARM_ENTRY  # repo2docker and the engine
+    runner.warm_entry = ("fake_warm_r2d", "json")
+    setup.runner = runner
+    return setup
+
+
+def test_a_warm_repo2docker_imports_itself_while_git_fetches(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetched: list[float] = []
+    checkout = build_runner.checkout_commit
+
+    async def timed_checkout(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await checkout(*args, **kwargs)
+        finally:
+            fetched.append(time.time())
+
+    monkeypatch.setattr(build_runner, "checkout_commit", timed_checkout)
+    setup = warm_runner(tmp_path)
+    built_by_repo2docker(setup, "demo:trunk", "b1", labels_for(repo, repo.trunk))
+    lines: list[str] = []
+    outcome = run(setup.runner.run("b1", request_for(repo), lines.append))
+    assert outcome.state is BuildState.BUILT, lines
+    record = setup.record()
+    assert record["imported"] < fetched[0] < record["main"]
+    # It ran the build's command line, in the build's directory and environment.
+    checkout_dir = record["argv"][-1]
+    assert record["argv"][0] == "repo2docker" and checkout_dir.endswith("/checkout")
+    assert (
+        record["argv"][1:]
+        == repo2docker_command(
+            repository=checkout_dir,
+            commit=repo.trunk,
+            image=build_tag("demo:trunk", "b1"),
+            config_path=record["argv"][2],
+        )[1:]
+    )
+    assert record["cwd"] == str(Path(checkout_dir).parent)
+    assert record["env"]["GIT_TERMINAL_PROMPT"] == "0"
+    assert record["env"]["TMPDIR"] == record["tmp"] and record["tmp"].startswith(record["cwd"])
+    assert "GALLERY_ADMIN_PASSWORD" not in record["env"]
+    assert PASSWORD not in json.dumps(record["argv"])
+    assert "warm repo2docker ran\n" in lines
+    assert list(setup.work_root.iterdir()) == []
+
+
+def test_a_warm_repo2docker_that_is_not_needed_goes_quietly(repo: Repo, tmp_path: Path) -> None:
+    setup = warm_runner(tmp_path)
+    lines: list[str] = []
+    outcome = run(setup.runner.run("b2", request_for(repo, "e" * 40), lines.append))
+    assert outcome.state is BuildState.FAILED and "is not in" in (outcome.reason or "")
+    assert not setup.record_file.exists()
+    assert not any("Stopped repo2docker" in line for line in lines)
+    # A failing one fails the build as a repo2docker would.
+    (tmp_path / "again").mkdir()
+    setup = warm_runner(tmp_path / "again")
+    assert setup.runner.base_env is not None
+    setup.runner.base_env["FAKE_R2D_STATUS"] = "3"
+    outcome = run(setup.runner.run("b3", request_for(repo), lambda _line: None))
+    assert outcome.state is BuildState.FAILED
+    assert (outcome.reason or "").startswith("repo2docker exited with status 3")
