@@ -25,16 +25,40 @@ CHECK_MARKER = "GALLERY-IMAGE-CHECK "
 CHECK_SCRIPT = r"""
 import json, os, shutil, subprocess, sys
 NAMES = ("jupyterhub", "voila", "jupytext")
-VERSIONS = (
-    "import json\n"
-    "try:\n from importlib import metadata\n"
-    "except ImportError:\n import importlib_metadata as metadata\n"
-    "def v(n):\n try:\n  return metadata.version(n)\n except Exception:\n  return None\n"
-    "import sys\n"
-    "d = {n: v(n) for n in %r}\n"
-    "d['sitedirs'] = [p for p in sys.path if p.endswith(('site-packages', 'dist-packages'))]\n"
-    "print(json.dumps(d))" % (NAMES,)
-)
+# The versions as importlib.metadata finds them (the first along sys.path), read from the
+# folder names of .dist-info metadata; importlib.metadata itself (a slow import) only for a
+# name whose first find is something else (an .egg-info) or nowhere.
+VERSIONS = '''
+import json, os, sys
+NAMES = %r
+found = {}
+for folder in sys.path:
+    try:
+        entries = os.listdir(folder or ".")
+    except OSError:
+        continue
+    for entry in entries:
+        if entry.endswith((".dist-info", ".egg-info")):
+            stem = entry.rsplit(".", 1)[0]
+            name, _, version = stem.partition("-")
+            name = name.lower().replace("_", "-").replace(".", "-")
+            if name in NAMES and name not in found:
+                dist_info = entry.endswith(".dist-info") and version
+                found[name] = version if dist_info else None
+ask = [n for n in NAMES if found.get(n) is None]
+if ask:
+    try:
+        from importlib import metadata
+    except ImportError:
+        import importlib_metadata as metadata
+    for n in ask:
+        try:
+            found[n] = metadata.version(n)
+        except Exception:
+            found[n] = None
+found["sitedirs"] = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+print(json.dumps(found))
+''' % (NAMES,)
 facts = {"python": sys.version.split()[0], "workdir": os.getcwd()}
 single = shutil.which("jupyterhub-singleuser")
 facts["singleuser"] = bool(single)
