@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -94,7 +95,16 @@ os.environ.update(request["env"])
 tempfile.tempdir = None
 os.chdir(request["cwd"])
 sys.argv = request["argv"]
-sys.exit(entry.main())
+try:
+    status = entry.main()
+except SystemExit as stop:
+    status = stop.code
+if isinstance(status, str):
+    print(status, file=sys.stderr)
+sys.stdout.flush()
+sys.stderr.flush()
+# Done: no interpreter teardown of everything repo2docker imported.
+os._exit(status if isinstance(status, int) else int(status is not None))
 """
 WARM_ENTRY = ("repo2docker.__main__", "gallery_builder.docker_api_engine")
 
@@ -213,6 +223,7 @@ class BuildRunner:
         self.warm_entry: tuple[str, ...] | None = (
             WARM_ENTRY if warm_start and repo2docker is None else None
         )
+        self._housekeeping: set[asyncio.Future[None]] = set()
         # Set by AfterBuild: the engine then checks the image before its last step.
         self.in_build_check: InBuildCheck | None = None
 
@@ -288,6 +299,7 @@ class BuildRunner:
         size, notes = await asyncio.to_thread(
             self._publish, state.temp_image, state.image, resolved.commit
         )
+        state.published = True
         for note in notes:
             say(note)
         state.phase(f"Built {state.image} ({_human_size(size)})")
@@ -506,7 +518,11 @@ class BuildRunner:
         return self.images.size(image), notes
 
     async def _cleanup(self, state: _BuildState) -> None:
-        """Kill what is still running, drop an unpublished temporary tag, delete temp files."""
+        """Kill what is still running, drop an unpublished temporary tag, delete temp files.
+
+        After a published build, removing its box and stray layers is housekeeping that need
+        not hold up the outcome: it goes on in a thread (`settle` waits for it).
+        """
         try:
             if state.process is not None and state.process.returncode is None:
                 # kill first: emitting may be what failed, and repo2docker must not outlive us
@@ -514,18 +530,38 @@ class BuildRunner:
                 if state.running:
                     with contextlib.suppress(Exception):
                         state.say("Stopped repo2docker")
+            jobs: list[Callable[[], None]] = []
             if state.box is not None and self.boxes is not None:
-                await asyncio.to_thread(self.boxes.close, state.box)
+                jobs.append(functools.partial(self.boxes.close, state.box))
             process = state.process
             if state.check_container and state.running and process and process.returncode:
                 # repo2docker was stopped, perhaps while its image check ran
-                await asyncio.to_thread(self._remove_container, state.check_container)
-            if state.temp_image is not None:
-                # normally already untagged; after a failed publish it takes its layers along
-                await asyncio.to_thread(self._remove_quietly, state.temp_image)
-            await asyncio.to_thread(self._remove_layers, state.layer_ids())
+                jobs.append(functools.partial(self._remove_container, state.check_container))
+            if state.temp_image is not None and not state.published:
+                # after a failed publish it takes its layers along
+                jobs.append(functools.partial(self._remove_quietly, state.temp_image))
+            jobs.append(functools.partial(self._remove_layers, state.layer_ids()))
+            if state.published:
+                self._later(jobs)
+            else:
+                for job in jobs:
+                    await asyncio.to_thread(job)
         finally:
             shutil.rmtree(state.workdir, ignore_errors=True)
+
+    def _later(self, jobs: list[Callable[[], None]]) -> None:
+        def run_all() -> None:
+            for job in jobs:
+                job()
+
+        task = asyncio.ensure_future(asyncio.to_thread(run_all))
+        self._housekeeping.add(task)
+        task.add_done_callback(self._housekeeping.discard)
+
+    async def settle(self) -> None:
+        """Wait for the housekeeping of finished builds (boxes, stray layers) to end."""
+        while self._housekeeping:
+            await asyncio.gather(*self._housekeeping, return_exceptions=True)
 
     def _remove_layers(self, layers: list[str]) -> None:
         """Remove the untagged layers of this build that nothing needs (any outcome)."""
@@ -573,6 +609,7 @@ class _BuildState:
     temp_image: str | None = None
     process: asyncio.subprocess.Process | None = None
     running: bool = False  # repo2docker has its build (a warm start: it was only waiting)
+    published: bool = False  # the image has its real name
     pins: Pins | None = None
     box: Box | None = None
     check_container: str | None = None

@@ -560,13 +560,14 @@ def test_a_warm_repo2docker_imports_itself_while_git_fetches(
     fetched: list[float] = []
     checkout = build_runner.checkout_commit
 
-    async def timed_checkout(*args: Any, **kwargs: Any) -> Any:
+    async def slow_checkout(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.5)  # a fetch over the network
         try:
             return await checkout(*args, **kwargs)
         finally:
             fetched.append(time.time())
 
-    monkeypatch.setattr(build_runner, "checkout_commit", timed_checkout)
+    monkeypatch.setattr(build_runner, "checkout_commit", slow_checkout)
     setup = warm_runner(tmp_path)
     built_by_repo2docker(setup, "demo:trunk", "b1", labels_for(repo, repo.trunk))
     lines: list[str] = []
@@ -610,3 +611,33 @@ def test_a_warm_repo2docker_that_is_not_needed_goes_quietly(repo: Repo, tmp_path
     outcome = run(setup.runner.run("b3", request_for(repo), lambda _line: None))
     assert outcome.state is BuildState.FAILED
     assert (outcome.reason or "").startswith("repo2docker exited with status 3")
+
+
+def test_a_published_builds_box_goes_after_the_outcome_and_a_failed_ones_before(
+    repo: Repo, tmp_path: Path
+) -> None:
+    boxes = SlowBoxes(seconds=0)
+    closing = []
+
+    def slow_close(box: Any) -> None:
+        time.sleep(0.3)
+        closing.append(box.container_id)
+
+    boxes.close = slow_close  # type: ignore[method-assign]
+    setup = make_runner(tmp_path, boxes=boxes)
+    built_by_repo2docker(setup, "demo:trunk", "b1", labels_for(repo, repo.trunk))
+
+    async def build_then_settle() -> tuple[Any, list[str], float]:
+        started = time.monotonic()
+        outcome = await setup.runner.run("b1", request_for(repo), lambda _line: None)
+        seconds = time.monotonic() - started
+        seen = list(closing)
+        await setup.runner.settle()
+        return outcome, seen, seconds
+
+    outcome, seen_at_outcome, _ = run(build_then_settle())
+    assert outcome.state is BuildState.BUILT
+    assert seen_at_outcome == [] and closing == ["box-b1"]  # removed, after the outcome
+    # A failed build removes it before its outcome.
+    outcome = run(setup.runner.run("b2", request_for(repo, "e" * 40), lambda _line: None))
+    assert outcome.state is BuildState.FAILED and closing == ["box-b1", "box-b2"]
