@@ -370,6 +370,8 @@ class BuildRunner:
             if self.boxes is not None
             else None
         )
+        if opening is not None:
+            opening.add_done_callback(functools.partial(_say_box_ready, state))
         try:
             checkout = await checkout_commit(
                 state.workdir / "checkout",
@@ -383,6 +385,7 @@ class BuildRunner:
                 note=state.say,
                 scrub=state.say.scrub,
             )
+            state.phase(f"Fetched commit {resolved.commit[:7]}")
         except ProcessError as e:
             raise BuildError(str(e)) from None
         finally:
@@ -391,8 +394,6 @@ class BuildRunner:
         source = str(checkout)
         if box_error is not None:
             raise BuildError(str(box_error))
-        if state.box is not None and state.box.network_mode:
-            state.phase("Build steps run in a sealed network: out only through the proxy")
         box = state.box
         check = None
         if self.in_build_check is not None:
@@ -554,9 +555,10 @@ class BuildRunner:
             for job in jobs:
                 job()
 
-        task = asyncio.ensure_future(asyncio.to_thread(run_all))
-        self._housekeeping.add(task)
-        task.add_done_callback(self._housekeeping.discard)
+        # In the executor at once: even a loop that stops next waits for it (asyncio.run).
+        future = asyncio.get_running_loop().run_in_executor(None, run_all)
+        self._housekeeping.add(future)
+        future.add_done_callback(self._housekeeping.discard)
 
     async def settle(self) -> None:
         """Wait for the housekeeping of finished builds (boxes, stray layers) to end."""
@@ -588,6 +590,14 @@ class BuildRunner:
             self.images.remove(image, prune=True)
         except Exception as e:  # cleanup must not turn a result into a crash
             log.warning("could not remove temporary image %s: %s", image, describe_docker_error(e))
+
+
+def _say_box_ready(state: _BuildState, opening: asyncio.Future[Box]) -> None:
+    """Log, when it happens, that the build's box is there (sealed, or limits only)."""
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    if opening.result().network_mode:
+        state.phase("Build steps run in a sealed network: out only through the proxy")
 
 
 def _human_size(size: int | None) -> str:

@@ -397,9 +397,10 @@ def test_run_logs_each_phase_with_its_time(repo: Repo, tmp_path: Path) -> None:
     phases = [line.split("] ", 1)[1] for line in stamped]
     assert phases[0].startswith("the default branch (trunk) is commit ")
     assert phases[1].startswith(f"Fetching commit {repo.trunk[:7]}")
-    assert phases[2].startswith("Running repo2docker for commit ")
-    assert phases[3] == "repo2docker finished; publishing the image\n"
-    assert phases[4].startswith("Built demo:trunk (")
+    assert phases[2].startswith(f"Fetched commit {repo.trunk[:7]}")
+    assert phases[3].startswith("Running repo2docker for commit ")
+    assert phases[4] == "repo2docker finished; publishing the image\n"
+    assert phases[5].startswith("Built demo:trunk (")
     seconds = [float(line[1:].split(" s]")[0]) for line in stamped]
     assert seconds == sorted(seconds)
     assert "c.Repo2Docker.cache_from = []" in setup.record()["config"]
