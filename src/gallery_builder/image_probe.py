@@ -25,9 +25,9 @@ CHECK_MARKER = "GALLERY-IMAGE-CHECK "
 CHECK_SCRIPT = r"""
 import json, os, shutil, subprocess, sys
 NAMES = ("jupyterhub", "voila", "jupytext")
-# The versions as importlib.metadata finds them (the first along sys.path), read from the
-# folder names of .dist-info metadata; importlib.metadata itself (a slow import) only for a
-# name whose first find is something else (an .egg-info) or nowhere.
+# The versions as importlib.metadata finds them: the first distribution along sys.path, its
+# Version from the METADATA of a .dist-info folder; importlib.metadata itself (a slow import)
+# only for a name whose first find is something else (an .egg-info) or nowhere.
 VERSIONS = '''
 import json, os, sys
 NAMES = %r
@@ -39,12 +39,22 @@ for folder in sys.path:
         continue
     for entry in entries:
         if entry.endswith((".dist-info", ".egg-info")):
-            stem = entry.rsplit(".", 1)[0]
-            name, _, version = stem.partition("-")
+            name = entry.rsplit(".", 1)[0].partition("-")[0]
             name = name.lower().replace("_", "-").replace(".", "-")
             if name in NAMES and name not in found:
-                dist_info = entry.endswith(".dist-info") and version
-                found[name] = version if dist_info else None
+                found[name] = None
+                if entry.endswith(".dist-info"):
+                    try:
+                        path = os.path.join(folder or ".", entry, "METADATA")
+                        with open(path, encoding="utf-8", errors="replace") as meta:
+                            for header in meta:
+                                if not header.strip():
+                                    break
+                                if header.startswith("Version:"):
+                                    found[name] = header.split(":", 1)[1].strip() or None
+                                    break
+                    except (OSError, UnicodeDecodeError):
+                        pass
 ask = [n for n in NAMES if found.get(n) is None]
 if ask:
     try:

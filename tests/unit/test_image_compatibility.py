@@ -110,8 +110,12 @@ def test_the_check_script_finds_the_slow_import_and_who_may_remove_it(tmp_path):
     (site / "rfc3987_syntax").mkdir(parents=True)
     (site / "rfc3987_syntax-1.1.0.dist-info").mkdir()
     (site / "rfc3987_syntax.txt").write_text("a file, not the package")
-    # Versions: from a .dist-info folder's name, or (an .egg-info) from importlib.metadata.
+    # Versions: from a .dist-info folder's METADATA (not its name), or (an .egg-info) from
+    # importlib.metadata.
     (site / "voila-0.5.13.dist-info").mkdir()
+    (site / "voila-0.5.13.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: voila\nVersion: 0.4.0\n\nVersion: not a header\n"
+    )
     (site / "jupytext-1.2.3-py3.11.egg-info").write_text(
         "Metadata-Version: 1.1\nName: jupytext\nVersion: 1.2.3\n"
     )
@@ -129,7 +133,7 @@ def test_the_check_script_finds_the_slow_import_and_who_may_remove_it(tmp_path):
     data = check_data(done.stdout)
     assert data is not None, done
     assert data["paths"] == {"app.ipynb": True, "missing.py": False}
-    assert (data["voila"], data["jupytext"]) == ("0.5.13", "1.2.3")
+    assert (data["voila"], data["jupytext"]) == ("0.4.0", "1.2.3")
     slow = slow_import_of(data)
     assert slow is not None and slow.user_can_remove
     # (the interpreter's own site-packages may have it too)
