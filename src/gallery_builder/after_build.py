@@ -24,7 +24,7 @@ from pathlib import Path
 
 from gallery_builder.build_queue import Runner
 from gallery_builder.build_request import BuildRequest
-from gallery_builder.build_runner import RunOutcome
+from gallery_builder.build_runner import BuildRunner, InBuildCheck, RunOutcome
 from gallery_builder.build_store import ACTIVE_STATES, BuildRecord, BuildState
 from gallery_builder.data_fill import DataFiller, FillSettings
 from gallery_builder.docker_errors import describe_docker_error
@@ -71,6 +71,10 @@ class AfterBuild:
         self.hub_major = hub_major if hub_major is not None else local_jupyterhub_major()
         project = fill.project if fill else "gallery"
         self.checker = ImageChecker(images, name_prefix=project)
+        if isinstance(inner, BuildRunner):
+            # The engine checks a new image before its last step, which adds the facts with
+            # the other labels: no container of the published image, no relabelling.
+            inner.in_build_check = InBuildCheck(self._paths_of, name_prefix=project)
         self.filler = DataFiller(images, fill) if fill else None
         self._fill_only: dict[str, str] = {}  # build id -> image: fill it, build nothing
 
@@ -101,7 +105,10 @@ class AfterBuild:
         if outcome.state != BuildState.BUILT or not outcome.image:
             return outcome
         gallery = self.gallery(say)
-        facts = await self._check(outcome.image, gallery, say)
+        if outcome.facts is not None or outcome.check_error is not None:
+            facts = self._checked_in_build(outcome, say)
+        else:
+            facts = await self._check(outcome.image, gallery, say)
         if not fill or gallery is None:
             return outcome
         if self.filler is None:
@@ -153,6 +160,22 @@ class AfterBuild:
         except GalleryFileError as e:
             say(f"Image check: gallery.yaml is not usable ({e}); its paths are not checked")
             return None
+
+    def _paths_of(self, image: str) -> list[str]:
+        """The paths gallery.yaml names for `image` now (for the check inside a build)."""
+        return gallery_paths(self.gallery(lambda _line: None), image)
+
+    def _checked_in_build(
+        self, outcome: RunOutcome, say: Callable[[str], None]
+    ) -> ImageFacts | None:
+        """Log what the build's own check found (already on the image's labels)."""
+        if outcome.facts is None:
+            say(f"Image check failed: {outcome.check_error}")
+            return None
+        for line in describe(outcome.facts, self.hub_major):
+            say(line)
+        say(f"Image check: recorded on {outcome.image} (label {COMPATIBILITY_LABEL})")
+        return outcome.facts
 
     async def _check(
         self, image: str, gallery: Gallery | None, say: Callable[[str], None]

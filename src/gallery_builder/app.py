@@ -173,6 +173,7 @@ async def serve(settings: BuilderSettings) -> None:
     finally:
         sweeper.cancel()
         await queue.stop()
+        await runner.settle()  # the last builds' boxes are gone before the builder is
         store.close()
 
 

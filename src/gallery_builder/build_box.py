@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from docker.errors import DockerException, NotFound
+from requests.exceptions import RequestException
 
 log = logging.getLogger(__name__)
 
@@ -184,15 +185,21 @@ class BuildBoxes:
         )
 
     def _wait_sealed(self, api: Any, container_id: str) -> None:
+        """Until the sandbox says its firewall is loaded (its output, followed as it comes)."""
         deadline = time.monotonic() + self.seal_timeout_s
-        while time.monotonic() < deadline:
-            output = api.logs(container_id).decode("utf-8", "replace")
-            if SEALED in output.split():
-                return
-            state = api.inspect_container(container_id).get("State") or {}
-            if not state.get("Running"):
-                raise BoxError(f"the build's firewall could not be loaded: {output[-300:]}")
-            time.sleep(0.1)
+        output = ""
+        try:
+            for chunk in api.logs(container_id, stream=True, follow=True):
+                output += chunk.decode("utf-8", "replace")
+                if SEALED in output.split():
+                    return
+                if time.monotonic() > deadline:
+                    break
+        except (DockerException, RequestException) as e:  # the read timed out, or Docker went
+            raise BoxError(f"the build's firewall was not loaded in time ({e})") from None
+        state = api.inspect_container(container_id).get("State") or {}
+        if not state.get("Running"):
+            raise BoxError(f"the build's firewall could not be loaded: {output[-300:]}")
         raise BoxError("the build's firewall was not loaded in time")
 
     def close(self, box: Box) -> None:

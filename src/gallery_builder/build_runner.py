@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 import re
 import shutil
@@ -28,11 +30,11 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from docker.errors import DockerException
+from docker.errors import DockerException, NotFound
 from requests.exceptions import RequestException
 
 from gallery_builder.build_box import Box, BoxError, BuildBoxes
@@ -41,7 +43,12 @@ from gallery_builder.build_store import BuildState
 from gallery_builder.docker_errors import describe_docker_error
 from gallery_builder.docker_images import DockerImages, build_tag
 from gallery_builder.fetch_guard import FetchGuard, Pins
-from gallery_builder.git_access import Scrubber, git_environment, write_askpass
+from gallery_builder.git_access import (
+    Scrubber,
+    git_environment,
+    inherited_environment,
+    write_askpass,
+)
 from gallery_builder.git_fetch import checkout_commit
 from gallery_builder.git_refs import ResolvedRef, resolve_ref
 from gallery_builder.image_retention import Retention, previous_tag
@@ -55,10 +62,12 @@ from gallery_builder.processes import (
 from gallery_builder.repo2docker_command import (
     DEFAULT_ENGINE,
     EngineOptions,
+    ImageCheckOptions,
     repo2docker_command,
     write_repo2docker_config,
 )
 from gallery_builder.repository_policy import RepositoryRefused
+from gallery_common.image_compatibility import ImageFacts, facts_from_json
 from gallery_common.image_labels import make_labels, strip_credentials
 
 log = logging.getLogger(__name__)
@@ -67,6 +76,37 @@ DEFAULT_GIT_TIMEOUT_S = 60.0
 _ERROR_LINE = re.compile(r"error|fatal|failed|exception", re.IGNORECASE)
 # How the classic builder reports a step killed by SIGKILL (the kernel's OOM killer).
 _KILLED_STEP = re.compile(r"returned a non-zero code: 137")
+
+# A repo2docker started ahead of time: the interpreter imports repo2docker (about half a
+# second) while git fetches and the box is made, then reads its command line, environment
+# and directory as one line of JSON on stdin and runs it (nothing on stdin: it just exits).
+# argv: the entry module (with a main()), then modules to import ahead as well.
+WARM_LAUNCHER = """
+import importlib, json, os, sys, tempfile
+entry = importlib.import_module(sys.argv[1])
+for name in sys.argv[2:]:
+    importlib.import_module(name)
+line = sys.stdin.readline()
+if not line.strip():
+    sys.exit(0)
+request = json.loads(line)
+os.environ.clear()
+os.environ.update(request["env"])
+tempfile.tempdir = None
+os.chdir(request["cwd"])
+sys.argv = request["argv"]
+try:
+    status = entry.main()
+except SystemExit as stop:
+    status = stop.code
+if isinstance(status, str):
+    print(status, file=sys.stderr)
+sys.stdout.flush()
+sys.stderr.flush()
+# Done: no interpreter teardown of everything repo2docker imported.
+os._exit(status if isinstance(status, int) else int(status is not None))
+"""
+WARM_ENTRY = ("repo2docker.__main__", "gallery_builder.docker_api_engine")
 
 
 class BuildError(Exception):
@@ -83,6 +123,19 @@ class RunOutcome:
     resolved_commit: str | None = None
     image_size: int | None = None
     reused: bool = False
+    # The image check, when it ran inside the build (InBuildCheck): its facts, or why not.
+    facts: ImageFacts | None = None
+    check_error: str | None = None
+
+
+@dataclass(frozen=True)
+class InBuildCheck:
+    """The image check run by the engine before its last step (so the facts go on with the
+    other labels): the gallery's paths for an image name, the check containers' names."""
+
+    paths: Callable[[str], Sequence[str]]
+    name_prefix: str = "gallery"
+    uid: str = "1000"
 
 
 # The last lines of repo2docker's output searched for the reason a build failed.
@@ -138,6 +191,7 @@ class BuildRunner:
         min_free_disk_gb: float = 0,
         trim_slow_imports: bool = False,
         stack: str = "",
+        warm_start: bool = False,
     ) -> None:
         """Configure the runner.
 
@@ -152,6 +206,8 @@ class BuildRunner:
         network); `keep_previous` previous images stay per environment; builds are refused
         below `min_free_disk_gb` free (0: no check); `trim_slow_imports` removes
         rfc3987_syntax from the image; `stack` labels the images with the compose project.
+        With `warm_start` (only for the default `repo2docker`, the one of this interpreter)
+        repo2docker is started, and imports itself, while git fetches.
         """
         self.images = images or DockerImages()
         self.repo2docker = repo2docker or _default_repo2docker()
@@ -169,6 +225,12 @@ class BuildRunner:
         self.min_free_disk_gb = min_free_disk_gb
         self.trim_slow_imports = trim_slow_imports
         self.stack = stack
+        self.warm_entry: tuple[str, ...] | None = (
+            WARM_ENTRY if warm_start and repo2docker is None else None
+        )
+        self._housekeeping: set[asyncio.Future[None]] = set()
+        # Set by AfterBuild: the engine then checks the image before its last step.
+        self.in_build_check: InBuildCheck | None = None
 
     async def run(
         self, build_id: str, request: BuildRequest, emit: Callable[[str], None]
@@ -230,6 +292,8 @@ class BuildRunner:
             return state.outcome(BuildState.BUILT, image_size=size, reused=True)
         # The environment's current image seeds Docker's layer cache: a commit that changes
         # only notebooks re-runs only the steps after the content is copied in.
+        if self.warm_entry is not None:
+            await self._start_warm(state)
         previous = await asyncio.to_thread(self.images.image_id, state.image)
         if previous is not None:
             state.phase(f"Using the current image of {state.image} as the layer cache")
@@ -240,10 +304,14 @@ class BuildRunner:
         size, notes = await asyncio.to_thread(
             self._publish, state.temp_image, state.image, resolved.commit
         )
+        state.published = True
         for note in notes:
             say(note)
         state.phase(f"Built {state.image} ({_human_size(size)})")
-        return state.outcome(BuildState.BUILT, image_size=size)
+        facts, check_error = state.check_result()
+        return state.outcome(
+            BuildState.BUILT, image_size=size, facts=facts, check_error=check_error
+        )
 
     async def _check_free_disk(self) -> None:
         """BuildError when Docker's data root has less free space than configured."""
@@ -301,6 +369,14 @@ class BuildRunner:
         # submodules: repo2docker then builds the directory and clones nothing itself.
         state.phase(f"Fetching commit {resolved.commit[:7]}")
         assert state.pins is not None
+        # The box (a sandbox container loading its firewall) is made while git fetches.
+        opening = (
+            asyncio.ensure_future(asyncio.to_thread(self.boxes.open, state.build_id))
+            if self.boxes is not None
+            else None
+        )
+        if opening is not None:
+            opening.add_done_callback(functools.partial(_say_box_ready, state))
         try:
             checkout = await checkout_commit(
                 state.workdir / "checkout",
@@ -314,17 +390,25 @@ class BuildRunner:
                 note=state.say,
                 scrub=state.say.scrub,
             )
+            state.phase(f"Fetched commit {resolved.commit[:7]}")
         except ProcessError as e:
             raise BuildError(str(e)) from None
+        finally:
+            # Whatever git did: the box is the build's, so its cleanup removes it.
+            box_error = await self._opened_box(opening, state)
         source = str(checkout)
-        if self.boxes is not None:
-            try:
-                state.box = await asyncio.to_thread(self.boxes.open, state.build_id)
-            except BoxError as e:
-                raise BuildError(str(e)) from None
-            if state.box.network_mode:
-                state.phase("Build steps run in a sealed network: out only through the proxy")
+        if box_error is not None:
+            raise BuildError(str(box_error))
         box = state.box
+        check = None
+        if self.in_build_check is not None:
+            state.check_container = f"{self.in_build_check.name_prefix}-check-{state.build_id[:12]}"
+            check = ImageCheckOptions(
+                paths=list(self.in_build_check.paths(state.image or "")),
+                container_name=state.check_container,
+                facts_file=str(state.facts_file),
+                uid=self.in_build_check.uid,
+            )
         config = write_repo2docker_config(
             state.workdir / "repo2docker_config.py",
             labels,
@@ -335,6 +419,7 @@ class BuildRunner:
                 build_args=box.build_args if box else {},
                 layers_file=str(state.layers_file),
                 trim_slow_imports=self.trim_slow_imports,
+                check=check,
             ),
         )
         state.temp_image = build_tag(state.image or "", state.build_id)
@@ -354,11 +439,57 @@ class BuildRunner:
         state.phase(f"Running repo2docker for commit {resolved.commit[:7]}")
         return await self._stream(argv, env, state)
 
+    async def _opened_box(
+        self, opening: asyncio.Future[Box] | None, state: _BuildState
+    ) -> BoxError | None:
+        """Wait for the box being opened and give it to `state`; the BoxError, if any.
+
+        Cancelled while it is still being made, the box is removed once it is there.
+        """
+        if opening is None:
+            return None
+        try:
+            state.box = await asyncio.shield(opening)
+        except BoxError as e:
+            return e
+        except asyncio.CancelledError:
+            opening.add_done_callback(self._close_late_box)
+            raise
+        return None
+
+    def _close_late_box(self, opening: asyncio.Future[Box]) -> None:
+        if self.boxes is None or opening.cancelled() or opening.exception() is not None:
+            return
+        asyncio.get_running_loop().run_in_executor(None, self.boxes.close, opening.result())
+
+    async def _start_warm(self, state: _BuildState) -> None:
+        """Start repo2docker's interpreter now; `_stream` hands it the build later."""
+        assert self.warm_entry is not None
+        env = {**inherited_environment(self.base_env), "PYTHONUNBUFFERED": "1"}
+        state.process = await spawn(
+            [sys.executable, "-c", WARM_LAUNCHER, *self.warm_entry],
+            env=env,
+            cwd=state.workdir,
+            stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.PIPE,
+        )
+
     async def _stream(
         self, argv: list[str], env: dict[str, str], state: _BuildState
     ) -> tuple[int, str]:
-        process = await spawn(argv, env=env, cwd=state.workdir, stderr=asyncio.subprocess.STDOUT)
-        state.process = process
+        process = state.process
+        if process is not None and process.stdin is not None:  # started ahead: hand it over
+            request = {"argv": ["repo2docker", *argv[1:]], "env": env, "cwd": str(state.workdir)}
+            with contextlib.suppress(ConnectionError):  # it died: its output says why
+                process.stdin.write(json.dumps(request).encode() + b"\n")
+                await process.stdin.drain()
+            process.stdin.close()
+        else:
+            process = await spawn(
+                argv, env=env, cwd=state.workdir, stderr=asyncio.subprocess.STDOUT
+            )
+            state.process = process
+        state.running = True
         recent: deque[str] = deque(maxlen=_RECENT_LINES)
         assert process.stdout is not None
         scrub = state.say.scrub
@@ -393,21 +524,51 @@ class BuildRunner:
         return self.images.size(image), notes
 
     async def _cleanup(self, state: _BuildState) -> None:
-        """Kill what is still running, drop an unpublished temporary tag, delete temp files."""
+        """Kill what is still running, drop an unpublished temporary tag, delete temp files.
+
+        After a published build, removing its box and stray layers is housekeeping that need
+        not hold up the outcome: it goes on in a thread (`settle` waits for it).
+        """
         try:
             if state.process is not None and state.process.returncode is None:
                 # kill first: emitting may be what failed, and repo2docker must not outlive us
                 await terminate_process_group(state.process, self.kill_grace_s)
-                with contextlib.suppress(Exception):
-                    state.say("Stopped repo2docker")
+                if state.running:
+                    with contextlib.suppress(Exception):
+                        state.say("Stopped repo2docker")
+            jobs: list[Callable[[], None]] = []
             if state.box is not None and self.boxes is not None:
-                await asyncio.to_thread(self.boxes.close, state.box)
-            if state.temp_image is not None:
-                # normally already untagged; after a failed publish it takes its layers along
-                await asyncio.to_thread(self._remove_quietly, state.temp_image)
-            await asyncio.to_thread(self._remove_layers, state.layer_ids())
+                jobs.append(functools.partial(self.boxes.close, state.box))
+            process = state.process
+            if state.check_container and state.running and process and process.returncode:
+                # repo2docker was stopped, perhaps while its image check ran
+                jobs.append(functools.partial(self._remove_container, state.check_container))
+            if state.temp_image is not None and not state.published:
+                # after a failed publish it takes its layers along
+                jobs.append(functools.partial(self._remove_quietly, state.temp_image))
+            jobs.append(functools.partial(self._remove_layers, state.layer_ids()))
+            if state.published:
+                self._later(jobs)
+            else:
+                for job in jobs:
+                    await asyncio.to_thread(job)
         finally:
             shutil.rmtree(state.workdir, ignore_errors=True)
+
+    def _later(self, jobs: list[Callable[[], None]]) -> None:
+        def run_all() -> None:
+            for job in jobs:
+                job()
+
+        # In the executor at once: even a loop that stops next waits for it (asyncio.run).
+        future = asyncio.get_running_loop().run_in_executor(None, run_all)
+        self._housekeeping.add(future)
+        future.add_done_callback(self._housekeeping.discard)
+
+    async def settle(self) -> None:
+        """Wait for the housekeeping of finished builds (boxes, stray layers) to end."""
+        while self._housekeeping:
+            await asyncio.gather(*self._housekeeping, return_exceptions=True)
 
     def _remove_layers(self, layers: list[str]) -> None:
         """Remove the untagged layers of this build that nothing needs (any outcome)."""
@@ -421,11 +582,27 @@ class BuildRunner:
         if removed:
             log.info("removed %d unused layer(s) of a build", len(removed))
 
+    def _remove_container(self, name: str) -> None:
+        try:
+            self.images.api.remove_container(name, force=True)
+        except NotFound:
+            pass
+        except Exception as e:  # cleanup must not turn a result into a crash
+            log.warning("could not remove container %s: %s", name, describe_docker_error(e))
+
     def _remove_quietly(self, image: str) -> None:
         try:
             self.images.remove(image, prune=True)
         except Exception as e:  # cleanup must not turn a result into a crash
             log.warning("could not remove temporary image %s: %s", image, describe_docker_error(e))
+
+
+def _say_box_ready(state: _BuildState, opening: asyncio.Future[Box]) -> None:
+    """Log, when it happens, that the build's box is there (sealed, or limits only)."""
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    if opening.result().network_mode:
+        state.phase("Build steps run in a sealed network: out only through the proxy")
 
 
 def _human_size(size: int | None) -> str:
@@ -446,8 +623,11 @@ class _BuildState:
     image: str | None = None
     temp_image: str | None = None
     process: asyncio.subprocess.Process | None = None
+    running: bool = False  # repo2docker has its build (a warm start: it was only waiting)
+    published: bool = False  # the image has its real name
     pins: Pins | None = None
     box: Box | None = None
+    check_container: str | None = None
     _askpass: Path | None = None
     started: float = field(default_factory=time.monotonic)
 
@@ -455,6 +635,28 @@ class _BuildState:
     def layers_file(self) -> Path:
         """Where the engine writes the id of every image this build makes."""
         return self.workdir / "layers"
+
+    @property
+    def facts_file(self) -> Path:
+        """Where the engine writes what its image check found."""
+        return self.workdir / "image-check.json"
+
+    def check_result(self) -> tuple[ImageFacts | None, str | None]:
+        """(facts, None) or (None, why the check could not run) from the engine's image check;
+        (None, None) when it did not run."""
+        if self.check_container is None:
+            return None, None
+        try:
+            result = json.loads(self.facts_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None, None
+        if not isinstance(result, dict):
+            return None, None
+        facts = facts_from_json(result.get("data"))
+        if facts is not None:
+            return facts, None
+        error = result.get("error")
+        return None, self.say.scrub(str(error)) if error else None
 
     def layer_ids(self) -> list[str]:
         """The image ids the engine reported, in order (empty before it ran)."""

@@ -64,5 +64,6 @@ def build_runner(
         reuse_existing=reuse_existing,
         on_line=on_line,
         base_env=base_env,
+        warm_start=kwargs.pop("warm_start", True),
         **kwargs,
     )

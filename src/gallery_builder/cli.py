@@ -620,6 +620,16 @@ async def stoppable(work: Coroutine[Any, Any, T]) -> T:
             loop.remove_signal_handler(sig)
 
 
+async def settled(work: Coroutine[Any, Any, T], runner: Runner) -> T:
+    """Await `work`, then the housekeeping of the builds it ran (BuildRunner.settle)."""
+    try:
+        return await work
+    finally:
+        inner = getattr(runner, "inner", runner)
+        if isinstance(inner, BuildRunner):
+            await inner.settle()
+
+
 def _fail_usage(error: Exception) -> int:
     print(f"{PROG}: {error}", file=sys.stderr)
     return EXIT_USAGE
@@ -733,7 +743,7 @@ def run_builds(
         def report(result: BuildResult) -> None:
             say(result.summary() + "\n")
 
-        return asyncio.run(stoppable(builder.build_all(targets, report)))
+        return asyncio.run(stoppable(settled(builder.build_all(targets, report), runner)))
 
 
 def with_after_build(

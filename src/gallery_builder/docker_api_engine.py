@@ -12,9 +12,13 @@ file given to `repo2docker --config`); they override same-named labels from anyw
 
 Labels go on in one step, and only the builder's: the repository's own labels under the
 gallery's prefix (say, a Dockerfile's `LABEL org.neurolang-gallery.memory-limit-gb=512`)
-are overwritten, or blanked when the builder sets no value. With `trim_slow_imports`, the
-same final build also removes `rfc3987_syntax` (about 1.7 s of every Jupyter server start;
-jsonschema's format checks do without it), as root, then restores the image's USER.
+are overwritten, or blanked when the builder sets no value. With `check_image`, the image
+check (`image_probe`) runs on the repository's build first, and its facts are one more label
+of that step. With `trim_slow_imports`, the same final build also removes `rfc3987_syntax`
+(about 1.7 s of every Jupyter server start; jsonschema's format checks do without it) from
+where the check found it (as the image's USER when that user can, else as root, restoring
+the USER; without the check's word, a search of the whole file system as root), and adds
+no step at all when it is not there.
 
 Builds run in the box the builder gives them: `build_network_mode` (a sealed container's
 network), `build_limits` (memory, CPU) on every step, `build_args_extra` (the egress
@@ -32,6 +36,7 @@ cache and how long each took.
 from __future__ import annotations
 
 import io
+import json
 import re
 import tarfile
 import time
@@ -46,10 +51,12 @@ from docker.errors import DockerException, NotFound
 from repo2docker.docker import DockerEngine
 from repo2docker.engine import BuildError, ContainerEngineException, Image
 from requests.exceptions import RequestException
-from traitlets import Bool, Dict, Unicode
+from traitlets import Bool, Dict, List, Unicode
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from gallery_builder.docker_errors import describe_docker_error
+from gallery_builder.image_probe import CheckError, run_check, slow_import_of
+from gallery_common.image_compatibility import COMPATIBILITY_LABEL, facts_from_json
 from gallery_common.image_labels import LABEL_PREFIX, strip_credentials
 
 ENTRY_POINT_NAME = "gallery-docker-api"
@@ -141,6 +148,22 @@ class DockerAPIEngine(DockerEngine):
         help="Remove rfc3987_syntax (a slow import jsonschema does without) in the last step.",
         config=True,
     )
+    check_image = Bool(
+        False,
+        help="Run the image check (gallery_builder.image_check) on the repository's build, "
+        "before the last step, which then adds its facts as a label.",
+        config=True,
+    )
+    check_paths = List(
+        Unicode(), help="The gallery's notebook paths the check looks for.", config=True
+    )
+    check_uid = Unicode("1000", help="The uid the check runs as (the user servers').", config=True)
+    check_container_name = Unicode("", help="The name of the check's container.", config=True)
+    facts_file = Unicode(
+        "",
+        help="A file that gets what the check found, as JSON: {'data': ...} or {'error': ...}.",
+        config=True,
+    )
 
     def __init__(self, *, parent: Any = None, api_client: Any = None) -> None:
         """Create the engine; `api_client` replaces the lazily created docker.APIClient."""
@@ -213,17 +236,51 @@ class DockerAPIEngine(DockerEngine):
         image_id = yield from self._run_build(request, steps)
         if image_id is None:
             raise BuildError("Docker did not say which image it built")
-        # 2. Every label in one LABEL instruction on top of it, under the requested tag.
+        # 2. The image check looks inside it: its facts become one more label, and it says
+        #    whether (and where) there is anything to trim.
         base = self._config_of(image_id)
-        labels = {**own_labels_cleared(base.get("Labels"), labels), **labels}
         user = str(base.get("User") or "")
+        data = None
+        if self.check_image:
+            yield {"stream": "Checking the image (its Python packages, the gallery's paths)\n"}
+            data = self._check(image_id, user)
+            if data is not None:
+                facts = facts_from_json(data)
+                assert facts is not None  # run_check made sure
+                labels = {**labels, COMPATIBILITY_LABEL: facts.to_label()}
+        # 3. Every label in one LABEL instruction on top of it, under the requested tag.
+        labels = {**own_labels_cleared(base.get("Labels"), labels), **labels}
         if labels or self.trim_slow_imports:
-            image_id = yield from self._finish(image_id, labels, target, user, request, steps)
+            image_id = yield from self._finish(image_id, labels, target, user, data, request, steps)
         elif target:
             repository, _, tag = target.rpartition(":") if ":" in target else (target, "", "")
             self.api_client.tag(image_id, repository, tag or "latest")
         for line in steps.summary():
             yield {"stream": line + "\n"}
+
+    def _check(self, image_id: str, user: str) -> dict | None:
+        """Run the image check on `image_id`; its data (also into `facts_file`), None if it
+        could not run (the reason goes into `facts_file`)."""
+        started = time.monotonic()
+        try:
+            data = run_check(
+                self.api_client,
+                image_id,
+                self.check_paths,
+                name=self.check_container_name or f"gallery-check-{image_id[-12:]}",
+                uid=self.check_uid,
+                user=user,
+            )
+            result: dict[str, Any] = {"data": data}
+        except CheckError as e:
+            data, result = None, {"error": str(e)}
+        except _TRANSPORT_ERRORS as e:
+            data, result = None, {"error": describe_docker_error(e)}
+        result["seconds"] = round(time.monotonic() - started, 3)
+        if self.facts_file:
+            with open(self.facts_file, "w", encoding="utf-8") as handle:
+                json.dump(result, handle)
+        return data
 
     def _finish(
         self,
@@ -231,24 +288,31 @@ class DockerAPIEngine(DockerEngine):
         labels: dict[str, str],
         target: str | None,
         user: str,
+        data: dict | None,
         request: Mapping[str, Any],
         steps: StepLog,
     ) -> Iterator[dict[str, Any]]:
         """The last step: labels (and the trim), falling back to labels alone if it fails."""
         limits = request["container_limits"]
-        trim = self.trim_slow_imports
-        if trim and not _SAFE_USER.fullmatch(user or "root"):
+        trim: list[tuple[str, bool]] = []
+        if self.trim_slow_imports and not _SAFE_USER.fullmatch(user or "root"):
             yield {"stream": f"Not removing {SLOW_IMPORT_PACKAGE}: unusual USER {user!r}\n"}
-            trim = False
-        if trim:
+        elif self.trim_slow_imports:
+            trim = trim_plan(data)
+            if not trim:
+                yield {"stream": f"{SLOW_IMPORT_PACKAGE} is not in the image: nothing to remove\n"}
+        for command, as_root in trim:
             yield {"stream": f"Adding {len(labels)} labels, removing {SLOW_IMPORT_PACKAGE}\n"}
+            dockerfile = label_dockerfile(
+                image_id, labels, trim_user=user if as_root else "", trim_command=command
+            )
             try:
                 built = yield from self._run_build(
-                    label_request(image_id, labels, target, limits, trim_user=user), steps
+                    label_request_for(dockerfile, target, limits), steps
                 )
                 return built or image_id
             except BuildError as e:
-                yield {"stream": f"Could not remove {SLOW_IMPORT_PACKAGE} ({e}); labels only\n"}
+                yield {"stream": f"Could not remove {SLOW_IMPORT_PACKAGE} ({e})\n"}
         yield {"stream": f"Adding {len(labels)} labels in one step\n"}
         built = yield from self._run_build(label_request(image_id, labels, target, limits), steps)
         return built or image_id
@@ -479,20 +543,40 @@ def own_labels_cleared(
     }
 
 
+def trim_plan(data: dict | None) -> list[tuple[str, bool]]:
+    """The ways to remove the slow import, best first: (shell command, as root).
+
+    Without the image check's word (`data` None: it did not run) the whole file system is
+    searched, as root; with it, only the folders it found are removed, as the image's USER
+    when that user can, and nothing at all when there are none.
+    """
+    slow = slow_import_of(data) if data is not None else None
+    if slow is None:
+        return [(TRIM_COMMAND, True)]
+    if not slow.paths:
+        return []
+    command = "rm -rf -- " + " ".join(f"'{path}'" for path in slow.paths)
+    return [(command, False)] * slow.user_can_remove + [(command, True)]
+
+
 def label_dockerfile(
-    image_id: str, labels: Mapping[str, str], *, trim_user: str | None = None
+    image_id: str,
+    labels: Mapping[str, str],
+    *,
+    trim_user: str | None = None,
+    trim_command: str = TRIM_COMMAND,
 ) -> str:
     """A Dockerfile adding every label to `image_id` in one LABEL instruction.
 
-    With `trim_user` (the image's USER, "" for root) it first removes the slow import, as
-    root, and restores that USER.
+    With `trim_user` (the image's USER; "" for root, or to run as the image's USER) it first
+    runs `trim_command` (removing the slow import), as root, and restores that USER.
     """
     lines = [f"FROM {image_id}"]
     if trim_user is not None:
         switch = trim_user not in _ROOT_USERS
         if switch:
             lines.append("USER root")
-        lines.append(f"RUN {TRIM_COMMAND}")
+        lines.append(f"RUN {trim_command}")
         if switch:
             lines.append(f"USER {trim_user}")
     if labels:
@@ -516,12 +600,19 @@ def label_request(
 
     It needs no network: "none".
     """
-    dockerfile = label_dockerfile(image_id, labels, trim_user=trim_user).encode("utf-8")
+    return label_request_for(label_dockerfile(image_id, labels, trim_user=trim_user), tag, limits)
+
+
+def label_request_for(
+    dockerfile: str, tag: str | None, limits: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The APIClient.build arguments of a build of `dockerfile` alone, with no network."""
+    data = dockerfile.encode("utf-8")
     context = io.BytesIO()
     with tarfile.open(fileobj=context, mode="w") as tar:
         info = tarfile.TarInfo("Dockerfile")
-        info.size = len(dockerfile)
-        tar.addfile(info, io.BytesIO(dockerfile))
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
     context.seek(0)
     return {
         "fileobj": context,

@@ -62,6 +62,16 @@ def write_askpass(directory: Path | str) -> Path:
     return wrapper
 
 
+def inherited_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`base` (default: this process's environment) without inherited secrets or the
+    builder's own settings: what a child process of a build may start from."""
+    return {
+        key: value
+        for key, value in (os.environ if base is None else base).items()
+        if not _SECRET_ENV.search(key) and not _OWN_ENV.match(key)
+    }
+
+
 def git_environment(
     repository: str,
     credentials: Credentials | None,
@@ -78,11 +88,7 @@ def git_environment(
     `config` adds git config entries (e.g. `fetch_guard.pinned_git_config`); `ssh_config`
     is the ssh config file ssh must use (pinned ssh hosts).
     """
-    env = {
-        key: value
-        for key, value in (os.environ if base is None else base).items()
-        if not _SECRET_ENV.search(key) and not _OWN_ENV.match(key)
-    }
+    env = inherited_environment(base)
     # An empty credential.helper clears any configured helper, so nothing stores them.
     entries = [("credential.helper", ""), *config]
     env.update(

@@ -1,29 +1,39 @@
 """Look inside a built image: can the hub run it, and are the gallery's notebooks there?
 
 A short container of the image itself (no network, no capabilities, the user servers' uid)
-runs `CHECK_SCRIPT` with the image's own Python: the versions of jupyterhub, voila and
-jupytext as the interpreter of `jupyterhub-singleuser` sees them, and which of the paths
-gallery.yaml names exist, relative to the image's working directory (where the server's
+runs `CHECK_SCRIPT` (image_probe) with the image's own Python: the versions of jupyterhub,
+voila and jupytext as the interpreter of `jupyterhub-singleuser` sees them, and which of the
+paths gallery.yaml names exist, relative to the image's working directory (where the server's
 root, and so Voila's paths, start). The facts go on the image as one label
-(gallery_common.image_compatibility), so the hub reads them with the other labels: a second,
-metadata-only build step `FROM <image>` adds it and the tag moves there.
+(gallery_common.image_compatibility), so the hub reads them with the other labels.
+
+A new image is checked by the engine before the build's last step, which adds the label with
+the others (`docker_api_engine`); `ImageChecker` checks an image that is already there (a
+reused build) and labels it with a second, metadata-only build step `FROM <image>`, the tag
+moving there.
 
 Synchronous docker-py calls: the async caller runs them in a thread.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
-import json
 import secrets
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
-from docker.errors import DockerException, NotFound
+from docker.errors import DockerException
 
 from gallery_builder.docker_images import DockerImages
+from gallery_builder.image_probe import (
+    CHECK_COMMAND,
+    CHECK_MARKER,
+    CHECK_SCRIPT,
+    CheckError,
+    check_data,
+    parse_check_output,
+    run_check,
+)
 from gallery_common.gallery_file import Gallery
 from gallery_common.image_compatibility import (
     COMPATIBILITY_LABEL,
@@ -34,52 +44,18 @@ from gallery_common.image_compatibility import (
     path_problems,
 )
 
-CHECK_MARKER = "GALLERY-IMAGE-CHECK "
-# Runs inside the image (any Python 3.6+); prints one marker line of JSON.
-CHECK_SCRIPT = r"""
-import json, os, shutil, subprocess, sys
-NAMES = ("jupyterhub", "voila", "jupytext")
-VERSIONS = (
-    "import json\n"
-    "try:\n from importlib import metadata\n"
-    "except ImportError:\n import importlib_metadata as metadata\n"
-    "def v(n):\n try:\n  return metadata.version(n)\n except Exception:\n  return None\n"
-    "print(json.dumps({n: v(n) for n in %r}))" % (NAMES,)
-)
-facts = {"python": sys.version.split()[0], "workdir": os.getcwd()}
-single = shutil.which("jupyterhub-singleuser")
-facts["singleuser"] = bool(single)
-python = sys.executable
-if single:
-    try:
-        with open(single, "rb") as f:
-            first = f.readline().decode("utf-8", "replace")
-        if first.startswith("#!"):
-            interpreter = first[2:].strip().split()[0]
-            if os.path.basename(interpreter) != "env" and os.access(interpreter, os.X_OK):
-                python = interpreter
-    except OSError:
-        pass
-try:
-    out = subprocess.run([python, "-c", VERSIONS], stdout=subprocess.PIPE, timeout=60).stdout
-    facts.update(json.loads(out.decode().strip().splitlines()[-1]))
-except Exception as error:
-    facts["error"] = str(error)
-paths = json.loads(os.environ.get("GALLERY_CHECK_PATHS") or "[]")
-facts["paths"] = {p: os.path.isfile(p) for p in paths}
-print("GALLERY-IMAGE-CHECK " + json.dumps(facts), flush=True)
-"""
-# python3 where there is one (repo2docker images, Debian), else python.
-CHECK_COMMAND = [
-    "sh",
-    "-c",
-    'if command -v python3 >/dev/null 2>&1; then exec python3 -c "$GALLERY_CHECK_SCRIPT"; '
-    'else exec python -c "$GALLERY_CHECK_SCRIPT"; fi',
+__all__ = [
+    "CHECK_COMMAND",
+    "CHECK_MARKER",
+    "CHECK_SCRIPT",
+    "CheckError",
+    "ImageChecker",
+    "check_data",
+    "describe",
+    "gallery_paths",
+    "parse_check_output",
+    "run_check",
 ]
-
-
-class CheckError(Exception):
-    """The check could not run; the message is for the admin."""
 
 
 def gallery_paths(gallery: Gallery | None, image: str) -> list[str]:
@@ -87,21 +63,6 @@ def gallery_paths(gallery: Gallery | None, image: str) -> list[str]:
     if gallery is None:
         return []
     return sorted({e.path for e in gallery.examples.values() if e.image_name == image})
-
-
-def parse_check_output(text: str, checked_at: datetime | None = None) -> ImageFacts | None:
-    """The facts in the check container's output (its last marker line), or None."""
-    for line in reversed(text.splitlines()):
-        if line.startswith(CHECK_MARKER):
-            try:
-                data = json.loads(line[len(CHECK_MARKER) :])
-            except ValueError:
-                return None
-            if isinstance(data, dict):
-                stamp = (checked_at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-                data["checked_at"] = stamp
-            return facts_from_json(data)
-    return None
 
 
 def describe(facts: ImageFacts, hub_major: int | None) -> list[str]:
@@ -147,38 +108,12 @@ class ImageChecker:
 
     def check(self, image: str, paths: Iterable[str]) -> ImageFacts:
         """Run the check in a throw-away container of `image`; CheckError if it cannot."""
-        api = self.images.api
-        container = api.create_container(
-            image=image,
-            command=CHECK_COMMAND,
-            environment={
-                "GALLERY_CHECK_SCRIPT": CHECK_SCRIPT,
-                "GALLERY_CHECK_PATHS": json.dumps(sorted(paths)),
-            },
-            user=self.uid,
-            network_disabled=True,
-            name=f"{self.name_prefix}-check-{secrets.token_hex(4)}",
-            host_config=api.create_host_config(
-                cap_drop=["ALL"],
-                security_opt=["no-new-privileges"],
-                mem_limit="512m",
-                pids_limit=256,
-            ),
+        name = f"{self.name_prefix}-check-{secrets.token_hex(4)}"
+        data = run_check(
+            self.images.api, image, paths, name=name, uid=self.uid, timeout_s=self.timeout_s
         )
-        try:
-            api.start(container["Id"])
-            try:
-                status = api.wait(container["Id"], timeout=self.timeout_s).get("StatusCode")
-            except Exception as e:  # requests' ReadTimeout and friends
-                raise CheckError(f"the check did not finish in {self.timeout_s:g} s") from e
-            output = api.logs(container["Id"], stdout=True, stderr=True).decode(errors="replace")
-        finally:
-            with contextlib.suppress(NotFound):
-                api.remove_container(container["Id"], force=True)
-        facts = parse_check_output(output)
-        if facts is None:
-            tail = output.strip().splitlines()[-3:]
-            raise CheckError(f"the check exited with {status}: {' / '.join(tail) or 'no output'}")
+        facts = facts_from_json(data)
+        assert facts is not None  # run_check made sure
         return facts
 
     def label(self, image: str, facts: ImageFacts) -> bool:

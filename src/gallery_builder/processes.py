@@ -46,13 +46,18 @@ async def terminate_process_group(
 
 
 async def spawn(
-    argv: list[str], *, env: Mapping[str, str], cwd: Path, stderr: int
+    argv: list[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    stderr: int,
+    stdin: int = asyncio.subprocess.DEVNULL,
 ) -> asyncio.subprocess.Process:
     """Start `argv` in a new session (stdout piped); ProcessError if it cannot start at all."""
     try:
         return await asyncio.create_subprocess_exec(
             *argv,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=stdin,
             stdout=asyncio.subprocess.PIPE,
             stderr=stderr,
             env=dict(env),

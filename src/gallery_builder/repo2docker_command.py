@@ -30,16 +30,36 @@ class EngineOptions:
     build_args: Mapping[str, str] = field(default_factory=dict)
     layers_file: str = ""
     trim_slow_imports: bool = False
+    check: ImageCheckOptions | None = None
 
     def config_lines(self) -> list[str]:
         """traitlets config lines (values written with repr(): nothing can inject code)."""
-        return [
+        lines = [
             f"c.DockerAPIEngine.build_network_mode = {self.network_mode!r}",
             f"c.DockerAPIEngine.build_limits = {dict(self.limits)!r}",
             f"c.DockerAPIEngine.build_args_extra = {dict(self.build_args)!r}",
             f"c.DockerAPIEngine.layers_file = {self.layers_file!r}",
             f"c.DockerAPIEngine.trim_slow_imports = {bool(self.trim_slow_imports)!r}",
         ]
+        if self.check is not None:
+            lines += [
+                "c.DockerAPIEngine.check_image = True",
+                f"c.DockerAPIEngine.check_paths = {[str(p) for p in self.check.paths]!r}",
+                f"c.DockerAPIEngine.check_uid = {str(self.check.uid)!r}",
+                f"c.DockerAPIEngine.check_container_name = {str(self.check.container_name)!r}",
+                f"c.DockerAPIEngine.facts_file = {str(self.check.facts_file)!r}",
+            ]
+        return lines
+
+
+@dataclass(frozen=True)
+class ImageCheckOptions:
+    """The image check the engine runs before the last step (see DockerAPIEngine)."""
+
+    paths: Sequence[str]
+    container_name: str
+    facts_file: str
+    uid: str = "1000"
 
 
 def repo2docker_command(

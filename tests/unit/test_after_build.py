@@ -243,3 +243,43 @@ def test_the_list_carries_what_the_check_found(tmp_path, store):
     assert listed["id"] == record.id and listed["check"]["checked"] is True
     assert "jupyterhub 1.4.0" in listed["check"]["problems"][0]
     assert asyncio.run(annotate([record.to_json()], None)) == [record.to_json()]
+
+
+def test_a_check_made_inside_the_build_is_logged_and_not_run_again(tmp_path):
+    checked = RunOutcome(
+        BuildState.BUILT,
+        image="n:main",
+        resolved_commit="c" * 40,
+        facts=ImageFacts(
+            jupyterhub="1.4.0", singleuser=True, paths={"g/A.py": False}, workdir="/w"
+        ),
+    )
+    after = make(tmp_path, checked)
+    outcome, log = run(after)
+    assert (
+        outcome == checked and after.checker.labelled == [] and not hasattr(after.checker, "paths")
+    )
+    assert (
+        "Image check: INCOMPATIBLE: the image has jupyterhub 1.4.0, the hub runs JupyterHub 6"
+        in log
+    )
+    assert "Image check: INCOMPATIBLE: g/A.py is not in the image (in /w)" in log
+    assert f"Image check: recorded on n:main (label {COMPATIBILITY_LABEL})" in log
+    # ... and a check that could not run inside the build says why, without a second try.
+    failed = RunOutcome(BuildState.BUILT, image="n:main", check_error="the check exited with 127")
+    after = make(tmp_path, failed)
+    outcome, log = run(after)
+    assert "Image check failed: the check exited with 127" in log and after.checker.labelled == []
+    assert after.filler.filled == ["n:main"]  # the fill goes on without facts, as before
+
+
+def test_a_build_runner_inside_is_asked_to_check_before_its_last_step(tmp_path):
+    from gallery_builder.build_runner import BuildRunner
+
+    path = tmp_path / "gallery.yaml"
+    path.write_text(yaml.safe_dump(GALLERY))
+    runner = BuildRunner(images=FakeImages({}))
+    after = AfterBuild(runner, images=FakeImages({}), gallery_file=path, fill=SETTINGS)
+    assert runner.in_build_check is not None
+    assert list(runner.in_build_check.paths("n:main")) == ["g/A.py"]
+    assert runner.in_build_check.name_prefix == "p" and after.inner is runner

@@ -73,8 +73,10 @@ class FakeAPI:
     def start(self, container: str) -> None:
         pass
 
-    def logs(self, container: str) -> bytes:
-        return self.seal_output
+    def logs(self, container: str, stream: bool = False, follow: bool = False) -> Any:
+        assert stream and follow  # followed, not polled
+        # as the daemon streams it: in pieces, the marker perhaps cut in two
+        return iter([self.seal_output[:3], self.seal_output[3:]])
 
     def inspect_container(self, container: str) -> dict[str, Any]:
         return {"State": {"Running": False}}

@@ -68,6 +68,10 @@ if os.path.isdir(source):
 with open(out, "w") as handle:
     json.dump(record, handle)
 print("Picked Git content provider.", flush=True)
+for line in config.splitlines():  # the engine's image check: what FAKE_R2D_FACTS says it found
+    if line.startswith("c.DockerAPIEngine.facts_file = ") and "FAKE_R2D_FACTS" in os.environ:
+        with open(eval(line.partition(" = ")[2]), "w") as handle:
+            handle.write(os.environ["FAKE_R2D_FACTS"])
 print("echo: " + os.environ.get("FAKE_R2D_ECHO", ""), flush=True)
 mode = os.environ.get("FAKE_R2D_MODE", "ok")
 if mode == "fail":
@@ -400,9 +404,10 @@ def test_run_logs_each_phase_with_its_time(repo: Repo, tmp_path: Path) -> None:
     phases = [line.split("] ", 1)[1] for line in stamped]
     assert phases[0].startswith("the default branch (trunk) is commit ")
     assert phases[1].startswith(f"Fetching commit {repo.trunk[:7]}")
-    assert phases[2].startswith("Running repo2docker for commit ")
-    assert phases[3] == "repo2docker finished; publishing the image\n"
-    assert phases[4].startswith("Built demo:trunk (")
+    assert phases[2].startswith(f"Fetched commit {repo.trunk[:7]}")
+    assert phases[3].startswith("Running repo2docker for commit ")
+    assert phases[4] == "repo2docker finished; publishing the image\n"
+    assert phases[5].startswith("Built demo:trunk (")
     seconds = [float(line[1:].split(" s]")[0]) for line in stamped]
     assert seconds == sorted(seconds)
     assert "c.Repo2Docker.cache_from = []" in setup.record()["config"]
@@ -419,3 +424,228 @@ def test_a_commit_the_repository_does_not_have_fails_with_a_reason(
     assert outcome.reason == f"commit eeeeeee is not in {repo.path}"
     assert any("fetching its branches and tags" in line for line in lines)
     assert not setup.record_file.exists()  # repo2docker never ran
+
+
+def test_the_engine_checks_the_image_and_the_outcome_carries_the_facts(
+    repo: Repo, tmp_path: Path
+) -> None:
+    setup = make_runner(tmp_path)
+    setup.runner.in_build_check = build_runner.InBuildCheck(
+        lambda image: [f"{image}.ipynb"], name_prefix="proj"
+    )
+    found = {"jupyterhub": "6.1.1", "singleuser": True, "paths": {"demo:trunk.ipynb": True}}
+    assert setup.runner.base_env is not None
+    setup.runner.base_env["FAKE_R2D_FACTS"] = json.dumps({"data": found})
+    built_by_repo2docker(setup, "demo:trunk", "b1", labels_for(repo, repo.trunk))
+    outcome = run(setup.runner.run("b1", request_for(repo), lambda _line: None))
+    assert outcome.state is BuildState.BUILT and outcome.check_error is None
+    assert outcome.facts is not None and outcome.facts.jupyterhub == "6.1.1"
+    assert outcome.facts.paths == {"demo:trunk.ipynb": True}
+    config = setup.record()["config"]
+    assert "c.DockerAPIEngine.check_image = True" in config
+    assert "c.DockerAPIEngine.check_paths = ['demo:trunk.ipynb']" in config
+    assert "c.DockerAPIEngine.check_container_name = 'proj-check-b1'" in config
+
+    # A check that could not run: the reason, scrubbed of the credentials.
+    (tmp_path / "again").mkdir()
+    setup = make_runner(tmp_path / "again")
+    setup.runner.in_build_check = build_runner.InBuildCheck(lambda image: [])
+    assert setup.runner.base_env is not None
+    setup.runner.base_env["FAKE_R2D_FACTS"] = json.dumps({"error": f"no python ({PASSWORD})"})
+    built_by_repo2docker(setup, "demo:trunk", "b2", labels_for(repo, repo.trunk))
+    outcome = run(setup.runner.run("b2", request_for(repo), lambda _line: None))
+    assert outcome.facts is None and outcome.check_error == f"no python ({MASK})"
+    # Without the engine's word (another engine): neither, and AfterBuild checks afterwards.
+    (tmp_path / "third").mkdir()
+    setup = make_runner(tmp_path / "third")
+    setup.runner.in_build_check = build_runner.InBuildCheck(lambda image: [])
+    built_by_repo2docker(setup, "demo:trunk", "b3", labels_for(repo, repo.trunk))
+    outcome = run(setup.runner.run("b3", request_for(repo), lambda _line: None))
+    assert (outcome.facts, outcome.check_error) == (None, None)
+
+
+class SlowBoxes:
+    """BuildBoxes that take a while to open a box (the sandbox and its firewall)."""
+
+    def __init__(self, error: str | None = None, seconds: float = 0.3) -> None:
+        from gallery_builder.build_box import BoxSettings
+
+        self.settings = BoxSettings(memory_gb=1, cpu=1)
+        self.error, self.seconds = error, seconds
+        self.opened: list[tuple[str, float, float]] = []
+        self.closed: list[str | None] = []
+
+    def open(self, build_id: str):
+        from gallery_builder.build_box import Box, BoxError
+
+        started = time.monotonic()
+        time.sleep(self.seconds)
+        self.opened.append((build_id, started, time.monotonic()))
+        if self.error:
+            raise BoxError(self.error)
+        return Box({"memory": 1}, network_mode="container:box", container_id=f"box-{build_id}")
+
+    def close(self, box) -> None:
+        self.closed.append(box.container_id)
+
+
+def test_the_box_is_made_while_git_fetches_and_always_removed(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetched: list[float] = []
+    checkout = build_runner.checkout_commit
+
+    async def timed_checkout(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await checkout(*args, **kwargs)
+        finally:
+            fetched.append(time.monotonic())
+
+    monkeypatch.setattr(build_runner, "checkout_commit", timed_checkout)
+    boxes = SlowBoxes()
+    setup = make_runner(tmp_path, boxes=boxes)
+    built_by_repo2docker(setup, "demo:trunk", "b1", labels_for(repo, repo.trunk))
+    lines = LogLines()
+    outcome = run(setup.runner.run("b1", request_for(repo), lines.append))
+    assert outcome.state is BuildState.BUILT and boxes.closed == ["box-b1"]
+    assert "c.DockerAPIEngine.build_network_mode = 'container:box'" in setup.record()["config"]
+    # The box was being made before the fetch ended: they ran side by side.
+    (_, started, _) = boxes.opened[0]
+    assert started < fetched[0]
+    assert any("sealed network" in line for line in lines)
+
+    # A box that cannot be made fails the build with its reason; repo2docker never runs.
+    (tmp_path / "again").mkdir()
+    setup = make_runner(tmp_path / "again", boxes=SlowBoxes(error="no egress proxy"))
+    outcome = run(setup.runner.run("b2", request_for(repo), lambda _line: None))
+    assert outcome.state is BuildState.FAILED and outcome.reason == "no egress proxy"
+    assert not setup.record_file.exists()
+
+    # A fetch that fails still removes the box made meanwhile.
+    boxes = SlowBoxes()
+    (tmp_path / "third").mkdir()
+    setup = make_runner(tmp_path / "third", boxes=boxes)
+    outcome = run(setup.runner.run("b3", request_for(repo, "e" * 40), lambda _line: None))
+    assert outcome.state is BuildState.FAILED and "is not in" in (outcome.reason or "")
+    assert boxes.closed == ["box-b3"]
+
+
+FAKE_WARM_MODULE = """\
+# Stands in for repo2docker.__main__ in a warm start: imported first, main() later.
+import json, os, sys, tempfile, time
+IMPORTED = time.time()
+def main():
+    record = {
+        "imported": IMPORTED, "main": time.time(), "argv": sys.argv, "cwd": os.getcwd(),
+        "env": dict(os.environ), "tmp": tempfile.gettempdir(),
+    }
+    with open(os.environ["FAKE_R2D_OUT"], "w") as handle:
+        json.dump(record, handle)
+    print("warm repo2docker ran", flush=True)
+    return int(os.environ.get("FAKE_R2D_STATUS", "0"))
+"""
+
+
+def warm_runner(tmp_path: Path, **kwargs: Any) -> RunnerSetup:
+    setup = make_runner(tmp_path, **kwargs)
+    (tmp_path / "fake_warm_r2d.py").write_text(FAKE_WARM_MODULE)
+    runner = BuildRunner(
+        images=setup.images,  # type: ignore[arg-type]
+        builder_version="9.9",
+        work_root=setup.work_root,
+        base_env={**(setup.runner.base_env or {}), "PYTHONPATH": str(tmp_path)},
+        warm_start=True,
+    )
+    assert runner.warm_entry == build_runner.WARM_ENTRY  # repo2docker and the engine
+    runner.warm_entry = ("fake_warm_r2d", "json")
+    setup.runner = runner
+    return setup
+
+
+def test_a_warm_repo2docker_imports_itself_while_git_fetches(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetched: list[float] = []
+    checkout = build_runner.checkout_commit
+
+    async def slow_checkout(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.5)  # a fetch over the network
+        try:
+            return await checkout(*args, **kwargs)
+        finally:
+            fetched.append(time.time())
+
+    monkeypatch.setattr(build_runner, "checkout_commit", slow_checkout)
+    setup = warm_runner(tmp_path)
+    built_by_repo2docker(setup, "demo:trunk", "b1", labels_for(repo, repo.trunk))
+    lines = LogLines()
+    outcome = run(setup.runner.run("b1", request_for(repo), lines.append))
+    assert outcome.state is BuildState.BUILT, lines
+    record = setup.record()
+    assert record["imported"] < fetched[0] < record["main"]
+    # It ran the build's command line, in the build's directory and environment.
+    checkout_dir = record["argv"][-1]
+    assert record["argv"][0] == "repo2docker" and checkout_dir.endswith("/checkout")
+    assert (
+        record["argv"][1:]
+        == repo2docker_command(
+            repository=checkout_dir,
+            commit=repo.trunk,
+            image=build_tag("demo:trunk", "b1"),
+            config_path=record["argv"][2],
+        )[1:]
+    )
+    assert record["cwd"] == str(Path(checkout_dir).parent)
+    assert record["env"]["GIT_TERMINAL_PROMPT"] == "0"
+    assert record["env"]["TMPDIR"] == record["tmp"] and record["tmp"].startswith(record["cwd"])
+    assert "GALLERY_ADMIN_PASSWORD" not in record["env"]
+    assert PASSWORD not in json.dumps(record["argv"])
+    assert "warm repo2docker ran\n" in lines
+    assert list(setup.work_root.iterdir()) == []
+
+
+def test_a_warm_repo2docker_that_is_not_needed_goes_quietly(repo: Repo, tmp_path: Path) -> None:
+    setup = warm_runner(tmp_path)
+    lines = LogLines()
+    outcome = run(setup.runner.run("b2", request_for(repo, "e" * 40), lines.append))
+    assert outcome.state is BuildState.FAILED and "is not in" in (outcome.reason or "")
+    assert not setup.record_file.exists()
+    assert not any("Stopped repo2docker" in line for line in lines)
+    # A failing one fails the build as a repo2docker would.
+    (tmp_path / "again").mkdir()
+    setup = warm_runner(tmp_path / "again")
+    assert setup.runner.base_env is not None
+    setup.runner.base_env["FAKE_R2D_STATUS"] = "3"
+    outcome = run(setup.runner.run("b3", request_for(repo), lambda _line: None))
+    assert outcome.state is BuildState.FAILED
+    assert (outcome.reason or "").startswith("repo2docker exited with status 3")
+
+
+def test_a_published_builds_box_goes_after_the_outcome_and_a_failed_ones_before(
+    repo: Repo, tmp_path: Path
+) -> None:
+    boxes = SlowBoxes(seconds=0)
+    closing = []
+
+    def slow_close(box: Any) -> None:
+        time.sleep(0.3)
+        closing.append(box.container_id)
+
+    boxes.close = slow_close  # type: ignore[method-assign]
+    setup = make_runner(tmp_path, boxes=boxes)
+    built_by_repo2docker(setup, "demo:trunk", "b1", labels_for(repo, repo.trunk))
+
+    async def build_then_settle() -> tuple[Any, list[str], float]:
+        started = time.monotonic()
+        outcome = await setup.runner.run("b1", request_for(repo), lambda _line: None)
+        seconds = time.monotonic() - started
+        seen = list(closing)
+        await setup.runner.settle()
+        return outcome, seen, seconds
+
+    outcome, seen_at_outcome, _ = run(build_then_settle())
+    assert outcome.state is BuildState.BUILT
+    assert seen_at_outcome == [] and closing == ["box-b1"]  # removed, after the outcome
+    # A failed build removes it before its outcome.
+    outcome = run(setup.runner.run("b2", request_for(repo, "e" * 40), lambda _line: None))
+    assert outcome.state is BuildState.FAILED and closing == ["box-b1", "box-b2"]

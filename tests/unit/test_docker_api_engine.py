@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import tarfile
@@ -29,6 +30,7 @@ from gallery_builder.docker_api_engine import (
     image_from_inspect,
 )
 from gallery_builder.docker_errors import describe_docker_error
+from gallery_common.image_compatibility import COMPATIBILITY_LABEL, facts_from_labels
 
 PROGRESS = [
     {"stream": "Step 1/2 : FROM neurolang-gallery/python-standin:bookworm\n"},
@@ -103,6 +105,7 @@ def _unescape(text: str) -> str:
 
 def label_build(call: dict[str, Any]) -> tuple[str, dict[str, str]]:
     """(FROM image, labels) of the one-step label build the engine asked for."""
+    call["fileobj"].seek(0)
     with tarfile.open(fileobj=call["fileobj"]) as tar:
         member = tar.extractfile("Dockerfile")
         assert member is not None
@@ -493,6 +496,7 @@ def test_repo2docker_builds_a_dockerfile_repository_with_the_engine(
 
 
 def _dockerfile(call: dict[str, Any]) -> str:
+    call["fileobj"].seek(0)
     with tarfile.open(fileobj=call["fileobj"]) as tar:
         member = tar.extractfile("Dockerfile")
         assert member is not None
@@ -577,3 +581,165 @@ def test_builds_run_in_the_box_and_report_their_layers(tmp_path: Path) -> None:
     # Each build's (the repository's, the label step's) image ids, as the daemon said them.
     reported = layers.read_text().split()
     assert reported[:2] == ["2be1f3282c7e", "sha256:feedface"] and len(reported) == 4
+
+
+# --- the image check before the last step ------------------------------------------------
+
+SITE = "/opt/venv/lib/python3.11/site-packages"
+
+
+class CheckingClient(FakeAPIClient):
+    """A FakeAPIClient that also runs containers: the image check prints `check_output`."""
+
+    def __init__(self, check_output: str, **kwargs: Any) -> None:
+        super().__init__(PROGRESS, **kwargs)
+        self.check_output = check_output
+        self.containers: list[dict[str, Any]] = []
+        self.removed: list[str] = []
+        self.order: list[str] = []
+
+    def build(self, **kwargs: Any) -> Iterator[Any]:
+        self.order.append("build")
+        return super().build(**kwargs)
+
+    def create_host_config(self, **kwargs: Any) -> dict[str, Any]:
+        return kwargs
+
+    def create_container(self, **kwargs: Any) -> dict[str, str]:
+        self.order.append("check")
+        self.containers.append(kwargs)
+        return {"Id": f"c{len(self.containers)}"}
+
+    def start(self, container: str) -> None:
+        pass
+
+    def wait(self, container: str, timeout: float) -> dict[str, int]:
+        return {"StatusCode": 0}
+
+    def logs(self, container: str, **kwargs: Any) -> bytes:
+        return self.check_output.encode()
+
+    def remove_container(self, container: str, force: bool = False) -> None:
+        self.removed.append(container)
+
+
+def check_output(slow_paths: list[str], *, removable: bool = True, user_uid: int = 1000) -> str:
+    data = {
+        "python": "3.11.2",
+        "workdir": "/home/jovyan",
+        "singleuser": True,
+        "jupyterhub": "6.1.1",
+        "paths": {"app.ipynb": True},
+        "slow_import": {
+            "paths": slow_paths,
+            "removable": removable,
+            "uid": 1000,
+            "user_uid": user_uid,
+        },
+    }
+    return "noise\nGALLERY-IMAGE-CHECK " + json.dumps(data) + "\n"
+
+
+def checking_engine(client: CheckingClient, tmp_path: Path) -> DockerAPIEngine:
+    return engine_with(
+        client,
+        extra_labels={"org.neurolang-gallery.environment": "true"},
+        trim_slow_imports=True,
+        check_image=True,
+        check_paths=["app.ipynb"],
+        check_container_name="p-check-b1",
+        facts_file=str(tmp_path / "facts.json"),
+    )
+
+
+def test_the_check_runs_before_the_last_step_which_adds_its_facts(tmp_path: Path) -> None:
+    config = {"User": "1000", "Labels": {COMPATIBILITY_LABEL: "forged by the Dockerfile"}}
+    client = CheckingClient(check_output([]), images={"sha256:feedface": {"Config": config}})
+    logged = run_like_repo2docker(checking_engine(client, tmp_path).build(path="/ctx", tag="t:1"))
+    assert client.order == ["build", "check", "build"]
+    # The check: the repository's build, sealed like the one after a build, as uid 1000.
+    (check,) = client.containers
+    assert check["image"] == "sha256:feedface" and check["name"] == "p-check-b1"
+    assert check["user"] == "1000" and check["network_disabled"] is True
+    assert check["host_config"]["cap_drop"] == ["ALL"]
+    assert json.loads(check["environment"]["GALLERY_CHECK_PATHS"]) == ["app.ipynb"]
+    assert check["environment"]["GALLERY_CHECK_USER"] == "1000"
+    assert client.removed == ["c1"]
+    # The facts: one label among the others, in the one LABEL step (the forged one replaced).
+    dockerfile = _dockerfile(client.build_calls[1])
+    assert dockerfile.splitlines()[0] == "FROM sha256:feedface"
+    assert "RUN " not in dockerfile and "USER " not in dockerfile  # nothing to trim
+    labels = label_build_any(client.build_calls[1])
+    facts = facts_from_labels(labels)
+    assert facts is not None and facts.jupyterhub == "6.1.1" and facts.paths == {"app.ipynb": True}
+    assert labels["org.neurolang-gallery.environment"] == "true"
+    assert any("rfc3987_syntax is not in the image" in line for line in logged)
+    # The builder reads the same facts from the file.
+    written = json.loads((tmp_path / "facts.json").read_text())
+    assert written["data"]["jupyterhub"] == "6.1.1" and written["data"]["checked_at"]
+
+
+def test_the_slow_import_the_check_found_is_removed_as_the_user_when_it_can(
+    tmp_path: Path,
+) -> None:
+    found = [f"{SITE}/rfc3987_syntax", f"{SITE}/rfc3987_syntax-1.1.0.dist-info"]
+    config = {"User": "jovyan", "Labels": {}}
+    client = CheckingClient(check_output(found), images={"sha256:feedface": {"Config": config}})
+    list(checking_engine(client, tmp_path).build(path="/ctx", tag="t:1"))
+    lines = _dockerfile(client.build_calls[1]).splitlines()
+    assert lines[1] == f"RUN rm -rf -- '{found[0]}' '{found[1]}'"
+    assert lines[2].startswith("LABEL ") and not any(line.startswith("USER") for line in lines)
+
+    # Not removable by the image's user (root-owned site-packages): as root, USER restored.
+    client = CheckingClient(
+        check_output(found, removable=False), images={"sha256:feedface": {"Config": config}}
+    )
+    list(checking_engine(client, tmp_path).build(path="/ctx", tag="t:1"))
+    lines = _dockerfile(client.build_calls[1]).splitlines()
+    assert lines[1:4] == ["USER root", f"RUN rm -rf -- '{found[0]}' '{found[1]}'", "USER jovyan"]
+
+
+def test_a_failed_removal_as_the_user_is_tried_again_as_root(tmp_path: Path) -> None:
+    class UserRemovalFails(CheckingClient):
+        def build(self, **kwargs: Any) -> Iterator[Any]:
+            if len(self.build_calls) == 1:  # the removal as the image's user
+                self.build_calls.append(kwargs)
+                return iter([{"error": "rm: Permission denied"}])
+            return super().build(**kwargs)
+
+    found = [f"{SITE}/rfc3987_syntax"]
+    config = {"User": "1000", "Labels": {}}
+    client = UserRemovalFails(check_output(found), images={"sha256:feedface": {"Config": config}})
+    list(checking_engine(client, tmp_path).build(path="/ctx", tag="t:1"))
+    assert len(client.build_calls) == 3
+    assert _dockerfile(client.build_calls[2]).splitlines()[1] == "USER root"
+
+
+def test_an_untrusted_answer_or_a_failed_check_falls_back_to_searching_everything(
+    tmp_path: Path,
+) -> None:
+    config = {"User": "1000", "Labels": {}}
+    # A path that would add a Dockerfile instruction is not believed.
+    forged = check_output([f"{SITE}/rfc3987_syntax\nLABEL org.neurolang-gallery.x=1"])
+    client = CheckingClient(forged, images={"sha256:feedface": {"Config": config}})
+    list(checking_engine(client, tmp_path).build(path="/ctx", tag="t:1"))
+    dockerfile = _dockerfile(client.build_calls[1])
+    assert f"RUN {docker_api_engine.TRIM_COMMAND}" in dockerfile
+    assert "org.neurolang-gallery.x" not in dockerfile
+    # A check that cannot run: the reason for the builder, the old trim, no facts label.
+    client = CheckingClient("no marker here", images={"sha256:feedface": {"Config": config}})
+    list(checking_engine(client, tmp_path).build(path="/ctx", tag="t:1"))
+    written = json.loads((tmp_path / "facts.json").read_text())
+    assert "no marker here" in written["error"] and "data" not in written
+    dockerfile = _dockerfile(client.build_calls[1])
+    assert f"RUN {docker_api_engine.TRIM_COMMAND}" in dockerfile
+    assert COMPATIBILITY_LABEL not in label_build_any(client.build_calls[1])
+
+
+def label_build_any(call: dict[str, Any]) -> dict[str, str]:
+    """The labels of a last step, whatever comes before its LABEL line (values unescaped as
+    Docker reads a double-quoted word)."""
+    dockerfile = _dockerfile(call)
+    label = dockerfile[dockerfile.index("LABEL ") :]
+    pair = re.compile(r'"((?:[^"\\]|\\.)*)"="((?:[^"\\]|\\.)*)"')
+    return {re.sub(r"\\(.)", r"\1", k): re.sub(r"\\(.)", r"\1", v) for k, v in pair.findall(label)}

@@ -1,8 +1,13 @@
 """The image check's facts and the verdicts both sides draw from them."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from gallery_builder.image_check import describe, gallery_paths, parse_check_output
+from gallery_builder.image_probe import CHECK_COMMAND, CHECK_SCRIPT, check_data, slow_import_of
 from gallery_common.gallery_file import parse_gallery
 from gallery_common.image_compatibility import (
     COMPATIBILITY_LABEL,
@@ -97,3 +102,63 @@ def test_the_paths_checked_are_those_of_the_examples_of_the_image():
     )
     assert gallery_paths(gallery, "n:main") == ["g/A.py", "g/B.py"]
     assert gallery_paths(None, "n:main") == []
+
+
+def test_the_check_script_finds_the_slow_import_and_who_may_remove_it(tmp_path):
+    """CHECK_SCRIPT as the container runs it, with this interpreter and a made-up site dir."""
+    site = tmp_path / "lib" / "site-packages"
+    (site / "rfc3987_syntax").mkdir(parents=True)
+    (site / "rfc3987_syntax-1.1.0.dist-info").mkdir()
+    (site / "rfc3987_syntax.txt").write_text("a file, not the package")
+    # Versions: from a .dist-info folder's METADATA (not its name), or (an .egg-info) from
+    # importlib.metadata.
+    (site / "voila-0.5.13.dist-info").mkdir()
+    (site / "voila-0.5.13.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: voila\nVersion: 0.4.0\n\nVersion: not a header\n"
+    )
+    (site / "jupytext-1.2.3-py3.11.egg-info").write_text(
+        "Metadata-Version: 1.1\nName: jupytext\nVersion: 1.2.3\n"
+    )
+    (tmp_path / "app.ipynb").write_text("{}")
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "PYTHONPATH": str(site),
+        "GALLERY_CHECK_SCRIPT": CHECK_SCRIPT,
+        "GALLERY_CHECK_PATHS": json.dumps(["app.ipynb", "missing.py"]),
+        "GALLERY_CHECK_USER": str(os.getuid()),
+    }
+    done = subprocess.run(
+        CHECK_COMMAND, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    data = check_data(done.stdout)
+    assert data is not None, done
+    assert data["paths"] == {"app.ipynb": True, "missing.py": False}
+    assert (data["voila"], data["jupytext"]) == ("0.4.0", "1.2.3")
+    slow = slow_import_of(data)
+    assert slow is not None and slow.user_can_remove
+    # (the interpreter's own site-packages may have it too)
+    mine = {str(site / "rfc3987_syntax"), str(site / "rfc3987_syntax-1.1.0.dist-info")}
+    assert mine <= set(slow.paths) and not any(p.endswith(".txt") for p in slow.paths)
+    # Another user of the image: it may not remove it by itself.
+    env["GALLERY_CHECK_USER"] = str(os.getuid() + 1)
+    done = subprocess.run(
+        CHECK_COMMAND, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    slow = slow_import_of(check_data(done.stdout))
+    assert slow is not None and slow.paths and not slow.user_can_remove
+
+
+def test_only_plain_site_packages_folders_of_the_slow_import_are_believed():
+    def answer(*paths):
+        found = {"paths": list(paths), "removable": True, "uid": 1, "user_uid": 1}
+        return slow_import_of({"slow_import": found})
+
+    site = "/srv/conda/envs/notebook/lib/python3.11/site-packages"
+    assert answer().paths == ()
+    assert answer(f"{site}/rfc3987_syntax").paths == (f"{site}/rfc3987_syntax",)
+    assert answer("/etc/rfc3987_syntax") is None  # not in a site-packages
+    assert answer(f"{site}/../../../../bin/rfc3987_syntax") is None
+    assert answer(f"{site}/rfc3987_syntax' '/") is None
+    assert answer(f"{site}/requests") is None
+    assert slow_import_of({"slow_import": {"paths": "x"}}) is None
+    assert slow_import_of({}) is None
