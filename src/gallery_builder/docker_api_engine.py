@@ -330,7 +330,7 @@ class DockerAPIEngine(DockerEngine):
             return
         found = []
         text = chunk.get("stream")
-        if isinstance(text, str):
+        if isinstance(text, str) and " ---> " in text:
             found += _LAYER_LINE.findall(text)
         if built := _built_image_id(chunk):
             found.append(built)
@@ -468,7 +468,9 @@ def image_from_inspect(attrs: Mapping[str, Any]) -> Image:
     return Image(tags=list(attrs.get("RepoTags") or []), config=config)
 
 
-_STEP_LINE = re.compile(r"Step (\d+)/(\d+) : (.*)")
+_STEP_OR_CACHE_LINE = re.compile(
+    r"^[ \t]*(?:Step \d+/\d+ : (?P<step>[^\n]*)|---> Using cache[ \t\r]*)$", re.MULTILINE
+)
 _BUILT_LINE = re.compile(r"Successfully built ([0-9a-f]{12,64})")
 
 
@@ -492,12 +494,15 @@ class StepLog:
         text = chunk.get("stream")
         if not isinstance(text, str):
             return
-        for line in text.splitlines():
-            match = _STEP_LINE.match(line.strip())
-            if match:
+        # One scan of the chunk (a step's own output may be 100 000 lines): only the lines
+        # that start a step or say it came from the cache.
+        if "Step " not in text and "---> Using cache" not in text:
+            return
+        for match in _STEP_OR_CACHE_LINE.finditer(text):
+            if match["step"] is not None:
                 self.end()
-                self.steps.append(_Step(match[3].strip(), self.clock()))
-            elif self.steps and line.strip() == "---> Using cache":
+                self.steps.append(_Step(match["step"].strip(), self.clock()))
+            elif self.steps:
                 self.steps[-1].cached = True
 
     def end(self) -> None:

@@ -130,7 +130,8 @@ def _drop_carriage_returns(block: str) -> str:
 
 def _fit_lines(block: str, max_line: int) -> str:
     """`block` (whole lines) with every line longer than `max_line` split into pieces."""
-    if re.search(f"[^\n]{{{max_line + 1}}}", block) is None:
+    # (split and max run in C: a regex search for a long run was 0.15 s per 100 000 lines)
+    if len(block) <= max_line or max(map(len, block.split("\n"))) <= max_line:
         return block
     return "".join(
         piece + "\n"

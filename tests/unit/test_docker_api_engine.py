@@ -352,6 +352,20 @@ def test_the_log_says_which_steps_came_from_the_cache() -> None:
     assert summary[2].startswith("   2. ran ") and "COPY . /home/jovyan" in summary[2]
 
 
+def test_steps_are_found_in_chunks_of_many_lines() -> None:
+    output = "".join(f"line {n} of a chatty step\n" for n in range(1000))
+    steps = docker_api_engine.StepLog(clock=iter(range(100)).__next__)
+    steps.see({"stream": f"Step 1/3 : RUN make  \n ---> Using cache\r\n{output}"})
+    steps.see({"stream": f"Step 2/3 : RUN noisy\n{output}echo of Step 9/9 : mid-line\n"})
+    steps.see({"stream": "  Step 3/3 : LABEL a=b\n ---> Using cache but not only\n"})
+    steps.end()
+    assert [(step.text, step.cached) for step in steps.steps] == [
+        ("RUN make", True),
+        ("RUN noisy", False),
+        ("LABEL a=b", False),
+    ]
+
+
 def test_label_values_cannot_escape_the_label_instruction() -> None:
     labels = {"a": 'quote " dollar $HOME backslash \\ end', "b": "line"}
     dockerfile = docker_api_engine.label_dockerfile("sha256:1", labels)
