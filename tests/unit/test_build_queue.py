@@ -111,9 +111,10 @@ def make_queue(
     return BuildQueue(store, runner, on_event=events, **kwargs), events
 
 
-def test_a_build_runs_and_is_recorded(store: BuildStore) -> None:
+def built_once(store: BuildStore, runner: ScriptedRunner) -> tuple[BuildRecord, Events]:
+    """One build of `runner` through a started queue, until it is BUILT; (record, events)."""
+
     async def scenario() -> tuple[BuildRecord, Events]:
-        runner = ScriptedRunner(built)
         queue, events = make_queue(store, runner)
         queue.start()
         record = create(store)
@@ -122,7 +123,11 @@ def test_a_build_runs_and_is_recorded(store: BuildStore) -> None:
         await queue.stop()
         return record, events
 
-    record, events = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_a_build_runs_and_is_recorded(store: BuildStore) -> None:
+    record, events = built_once(store, ScriptedRunner(built))
     final = state_of(store, record.id)
     assert (final.resolved_commit, final.image_size, final.reused) == (COMMIT, 123, False)
     assert final.started_at is not None and final.finished_at is not None
@@ -145,16 +150,7 @@ def test_a_chatty_build_is_stored_in_few_chunks_with_every_line_in_order(
             emit(line)
         return RunOutcome(BuildState.BUILT, image="demo:main", resolved_commit=COMMIT)
 
-    async def scenario() -> tuple[BuildRecord, Events]:
-        queue, events = make_queue(store, ScriptedRunner(chatty))
-        queue.start()
-        record = create(store)
-        queue.submit(record.id, request())
-        await until(lambda: state_of(store, record.id).state is BuildState.BUILT)
-        await queue.stop()
-        return record, events
-
-    record, events = asyncio.run(scenario())
+    record, events = built_once(store, ScriptedRunner(chatty))
     assert log_of(store, record.id) == lines
     chunks = store.read_log(record.id)
     assert len(chunks) == 6  # ~330 kB in chunks of at most 64 KiB: six rows, not 20 000
@@ -182,16 +178,7 @@ def test_lines_from_a_step_in_a_thread_are_logged_in_order(store: BuildStore) ->
         await asyncio.to_thread(step)
         return RunOutcome(BuildState.BUILT, image="demo:main", resolved_commit=COMMIT)
 
-    async def scenario() -> BuildRecord:
-        queue, _ = make_queue(store, ScriptedRunner(threaded))
-        queue.start()
-        record = create(store)
-        queue.submit(record.id, request())
-        await until(lambda: state_of(store, record.id).state is BuildState.BUILT)
-        await queue.stop()
-        return record
-
-    record = asyncio.run(scenario())
+    record, _ = built_once(store, ScriptedRunner(threaded))
     assert log_of(store, record.id) == [
         "on the loop\n",
         "from a thread 0\n",
@@ -454,16 +441,7 @@ def test_a_log_store_failure_does_not_break_the_build(
 
     monkeypatch.setattr(store, "append_log", full)
 
-    async def scenario() -> BuildRecord:
-        queue, _events = make_queue(store, ScriptedRunner(built))
-        queue.start()
-        record = create(store)
-        queue.submit(record.id, request())
-        await until(lambda: state_of(store, record.id).state is BuildState.BUILT)
-        await queue.stop()
-        return record
-
-    asyncio.run(scenario())
+    built_once(store, ScriptedRunner(built))
 
 
 class StoreWithSetImage(BuildStore):
