@@ -35,7 +35,7 @@ from gallery_common.image_compatibility import (
     local_jupyterhub_major,
 )
 from gallery_common.image_labels import MARKER_FILTER, parse_labels
-from gallery_hub import gallery_metrics
+from gallery_hub import gallery_metrics, spare_kernel
 from gallery_hub.admission import visitor_servers
 from gallery_hub.environments import (
     Environment,
@@ -160,6 +160,8 @@ class GallerySpawner(DockerSpawner):
     _quota_supported: bool | None = None
     # Set by the gallery's launch handler: when the visitor clicked (for the metrics).
     launch_clicked_at: float | None = None
+    # The image's own environment (`KEY=value` items), read at each start.
+    image_env: tuple[str, ...] = ()
 
     @default("remove")
     def _default_remove(self):
@@ -236,6 +238,8 @@ class GallerySpawner(DockerSpawner):
         if is_system_visitor(self.user):
             # The verification reads what raised, and where, from the rendered page.
             args.append("--VoilaConfiguration.show_tracebacks=True")
+        if is_warm(self.user):
+            args.append(spare_kernel.SERVER_ARG)
         return args
 
     def get_env(self) -> dict[str, str]:
@@ -246,7 +250,15 @@ class GallerySpawner(DockerSpawner):
             for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
                 env[name] = self.egress_proxy
             env["NO_PROXY"] = env["no_proxy"] = no_proxy
+        if is_warm(self.user):
+            env["PYTHONPATH"] = spare_kernel.python_path(self.image_env)
         return env
+
+    async def create_object(self):
+        created = await super().create_object()
+        if is_warm(self.user):  # before it starts: the module its command line names
+            await self.docker("put_archive", created["Id"], "/", spare_kernel.module_archive())
+        return created
 
     async def start_object(self):
         await super().start_object()
@@ -449,6 +461,7 @@ class GallerySpawner(DockerSpawner):
         defaults = self.default_limits()  # read before this start changes mem/cpu_limit
         self.image = await self.check_allowed(image)
         inspect = await self.docker("inspect_image", self.image)
+        self.image_env = tuple((inspect.get("Config") or {}).get("Env") or ())
         self.refuse_incompatible((inspect.get("Config") or {}).get("Labels"))
         data = gallery_source(Path(self.gallery_file)).current().data_for(self.image)
         if data is not None:

@@ -197,6 +197,25 @@ class Stack:
                     self.env[name] = value
             self.compose("up", "-d", "--wait", *services, timeout=300)
 
+    @contextlib.contextmanager
+    def examples_changed(self, **examples: dict):
+        """Serve the test gallery with some examples replaced or added (the hub re-reads
+        the file; it is rewritten in place, as the bind mount follows the same file)."""
+        path = Path(self.env["GALLERY_FILE"])
+        original = path.read_text()
+        changed = {**TEST_GALLERY, "examples": {**TEST_GALLERY["examples"], **examples}}
+        try:
+            with path.open("r+") as f:
+                f.seek(0)
+                f.write(yaml.safe_dump(changed, sort_keys=False))
+                f.truncate()
+            yield
+        finally:
+            with path.open("r+") as f:
+                f.seek(0)
+                f.write(original)
+                f.truncate()
+
     def leftovers(self) -> list[str]:
         """Containers, networks and volumes of this project that still exist."""
         found = []

@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-import yaml
 from playwright.sync_api import expect
 
 from .browser import chromium
@@ -95,16 +94,7 @@ def test_launch_needs_the_xsrf_token_and_a_known_example(stack, demo_image):
 
 
 def test_gallery_file_changes_apply_and_bad_edits_keep_the_old_gallery(stack, demo_image):
-    path = Path(stack.env["GALLERY_FILE"])
-    original = path.read_text()
-    try:
-        changed = TEST_GALLERY | {
-            "examples": {**TEST_GALLERY["examples"], "extra": TEST_GALLERY["examples"]["demo"]}
-        }
-        with path.open("r+") as f:  # in place: the bind mount follows the same file
-            f.seek(0)
-            f.write(yaml.safe_dump(changed))
-            f.truncate()
+    with stack.examples_changed(extra=TEST_GALLERY["examples"]["demo"]):
         deadline = time.monotonic() + 20
         while (
             'data-example="extra"' not in requests.get(stack.url("/hub/gallery"), timeout=30).text
@@ -112,7 +102,7 @@ def test_gallery_file_changes_apply_and_bad_edits_keep_the_old_gallery(stack, de
             assert time.monotonic() < deadline, "the new example never appeared"
             time.sleep(1)
 
-        with path.open("r+") as f:
+        with Path(stack.env["GALLERY_FILE"]).open("r+") as f:  # in place, as an admin edits
             f.seek(0)
             f.write("examples:\n  broken: {title: 1}\n")
             f.truncate()
@@ -121,11 +111,6 @@ def test_gallery_file_changes_apply_and_bad_edits_keep_the_old_gallery(stack, de
         assert page.status_code == 200
         assert 'data-example="demo"' in page.text and 'data-example="extra"' in page.text
         assert "keeping the last good one" in stack.logs("hub")
-    finally:
-        with path.open("r+") as f:
-            f.seek(0)
-            f.write(original)
-            f.truncate()
 
 
 def test_idle_examples_are_cleaned_up(stack, demo_image, admin_token):

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from .harness import TEST_GALLERY
 from .hub_login import login
 from .visitors import (
     VISITOR,
@@ -43,13 +44,14 @@ def admin_gallery(stack, admin) -> str:
     return page.text
 
 
-def wait_warm(stack, admin_token, admin, count=1, timeout=180) -> dict[str, dict]:
-    """Until `count` warm servers are ready and shown to the admin as warm."""
+def wait_warm(stack, admin_token, admin, count=1, timeout=180, example="warmdemo"):
+    """Until `count` warm servers of `example` are ready and shown to the admin as warm."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         servers = warm_servers(stack, admin_token)
-        ready = [n for n, s in servers.items() if s.get("warmdemo", {}).get("ready")]
-        if len(ready) >= count and f"{count}/1 warm" in admin_gallery(stack, admin):
+        ready = [n for n, s in servers.items() if s.get(example, {}).get("ready")]
+        card = admin_gallery(stack, admin).split(f'data-example="{example}"', 1)[-1]
+        if len(ready) >= count and f"{count}/1 warm" in card.split("</article>", 1)[0]:
             return servers
         time.sleep(1)
     raise AssertionError(
@@ -124,6 +126,30 @@ def test_a_click_lands_on_the_running_app_and_the_pool_refills(stack, pool, admi
     assert servers["warmdemo"]["ready"]
     wait_warm(stack, admin_token, admin)
     assert visitor not in warm_servers(stack, admin_token)
+
+
+def test_a_claim_renders_on_the_kernel_started_ahead_and_its_share_link_reaches_it(
+    stack, pool, admin_token, admin
+):
+    share = {**TEST_GALLERY["examples"]["share"], "warm": 1}
+    with stack.examples_changed(share=share):
+        wait_warm(stack, admin_token, admin, example="share")
+        session, xsrf = anonymous_launch_form(stack)
+        answer = session.post(
+            stack.url("/hub/gallery/launch/share"),
+            data={"_xsrf": xsrf, "view": "voila", "p.query": "left amygdala & <b>"},
+            allow_redirects=False,
+            timeout=120,
+        )
+        assert answer.status_code == 303
+        location = answer.headers["Location"]
+        assert re.search(r"/share/voila/render/share\.ipynb\?query=left", location), location
+        visitor = VISITOR.search(location).group(0)
+        # The kernel was started before the click, and was told the click's query string.
+        wait_rendered(session, stack.url(location), text="Query: left amygdala")
+        log = docker("logs", container_of(visitor, "share")).stderr
+        assert "A render got the spare kernel" in log, log[-2000:]
+    remove_visitors(stack, admin_token)
 
 
 def test_a_warm_server_is_never_claimed_twice(stack, pool, admin_token, admin):

@@ -86,6 +86,9 @@ class FakeDocker:
     def do_stop(self, container_id, **kwargs):
         return None
 
+    def do_put_archive(self, container_id, path, data):
+        return True
+
     def names(self) -> list[str]:
         return [call[0] for call in self.calls]
 
@@ -459,3 +462,32 @@ def test_an_unclaimed_warm_server_runs_at_a_low_cpu_priority(gallery_file):
     assert run(make_spawner(gallery_file, user).host_config())["cpu_shares"] == 128
     visitor = make_spawner(gallery_file, make_user("v1", True, {}))
     assert "cpu_shares" not in run(visitor.host_config())
+
+
+def test_only_a_warm_server_gets_the_spare_kernel_manager_before_it_starts(
+    gallery_file, monkeypatch
+):
+    from gallery_hub import spare_kernel
+    from gallery_hub.visitors import WARM_GROUP
+
+    async def created(self):
+        return {"Id": "new-container"}
+
+    monkeypatch.setattr(DockerSpawner, "create_object", created)
+    monkeypatch.setattr(DockerSpawner, "get_env", lambda self: {})
+    monkeypatch.setattr(DockerSpawner, "get_args", lambda self: ["--ip=0.0.0.0"])
+    user = make_user("w1", True, {})
+    user.groups = [SimpleNamespace(name=WARM_GROUP)]
+    warm = make_spawner(gallery_file, user)
+    warm.image_env = ("PATH=/opt/venv/bin", "PYTHONPATH=/srv/app")
+    run(warm.create_object())
+    upload = next(c for c in warm.docker.calls if c[0] == "put_archive")
+    assert upload[1] == ("new-container", "/", spare_kernel.module_archive())
+    assert spare_kernel.SERVER_ARG in warm.get_args()
+    assert warm.get_env()["PYTHONPATH"] == f"{spare_kernel.INSTALL_DIR}:/srv/app"
+
+    visitor = make_spawner(gallery_file, make_user("v1", True, {}))
+    run(visitor.create_object())
+    assert "put_archive" not in visitor.docker.names()
+    assert spare_kernel.SERVER_ARG not in visitor.get_args()
+    assert "PYTHONPATH" not in visitor.get_env()
