@@ -2,7 +2,8 @@
 
 `gallery.yaml` asks for `warm: N` servers of an example (`GALLERY_WARM_MAX` in total).
 Each is a pre-created visitor in the group `gallery-warm` (out of the idle culler's
-reach) whose server for that example is started and has rendered the example once. A
+reach) whose server for that example is started, has rendered the example once and holds the
+next render's kernel started ahead (spare_kernel.py): only then is it ready. A
 click claims one (`WarmPool.claim`, synchronous, so a warm server goes to one browser
 only): the browser gets that visitor's login cookie and lands on the app; the visitor
 joins `gallery-visitors`, its clock starts at the click, and a replacement starts in
@@ -45,6 +46,9 @@ log = logging.getLogger("gallery_hub")
 # Seconds after a claim before the pool starts a replacement (measured on 2 cores: the
 # claimed render took 1.1-1.9 s while a replacement started next to it, ~0.8 s without).
 REFILL_DELAY_S = 5.0
+# How long a primed server may take to have its spare kernel answering (at its low CPU
+# weight ~1.2 s here); past it, the server is handed out without one.
+SPARE_WAIT_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -350,6 +354,7 @@ class WarmPool:
                 await client.fetch(
                     f"{base}api/kernels/{kernel['id']}", method="DELETE", headers=headers
                 )
+            await self._wait_for_spare(client, f"{base}api/kernels", headers, server)
         except (OSError, HTTPClientError) as e:
             log.warning("warm pool: %s's %s did not render: %s", server.user, server.example, e)
             await self._retire(server.user)
@@ -362,6 +367,16 @@ class WarmPool:
         if user.name in [u.name for u in self.warm_users()]:
             self._ready.setdefault(server.example, []).append(server.user)
             log.info("warm pool: %s's %s is ready", server.user, server.example)
+
+    async def _wait_for_spare(self, client, kernels_url: str, headers, server) -> None:
+        """Until the kernel the server starts once its first render's is gone answers."""
+        deadline = time.monotonic() + SPARE_WAIT_S
+        while time.monotonic() < deadline:
+            kernels = json.loads((await client.fetch(kernels_url, headers=headers)).body)
+            if any(kernel.get("execution_state") == "idle" for kernel in kernels):
+                return
+            await asyncio.sleep(0.2)
+        log.warning("warm pool: %s's %s has no spare kernel", server.user, server.example)
 
     async def _retire(self, name: str) -> None:
         for names in self._ready.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
@@ -162,3 +163,29 @@ def test_a_claimed_server_gets_its_full_cpu_priority_back(monkeypatch):
 
     asyncio.run(click())
     assert updates == [("c1", 1024)]
+
+
+class KernelList:
+    """Answers GET api/kernels with one listing after another (the last one repeats)."""
+
+    def __init__(self, *listings):
+        self.listings = list(listings)
+        self.asked = 0
+
+    async def fetch(self, url, headers):
+        listing = self.listings[min(self.asked, len(self.listings) - 1)]
+        self.asked += 1
+        return SimpleNamespace(body=json.dumps(listing).encode())
+
+
+def test_a_primed_server_is_ready_once_its_spare_kernel_answers(monkeypatch, caplog):
+    pool = make_pool({})
+    warm = server("w1", "a")
+    client = KernelList([], [{"execution_state": "starting"}], [{"execution_state": "idle"}])
+    asyncio.run(pool._wait_for_spare(client, "http://w1/api/kernels", {}, warm))
+    assert client.asked == 3 and "no spare kernel" not in caplog.text
+
+    monkeypatch.setattr(warm_pool, "SPARE_WAIT_S", 0.05)
+    never = KernelList([])
+    asyncio.run(pool._wait_for_spare(never, "http://w1/api/kernels", {}, warm))
+    assert never.asked >= 1 and "w1's a has no spare kernel" in caplog.text
