@@ -53,7 +53,8 @@ from gallery_hub.system_visitor import is_system_visitor
 from gallery_hub.verification_results import VerificationResult
 from gallery_hub.visitors import is_visitor, is_warm
 
-# CPU weight of an unclaimed warm server (Docker's default is 1024); a claim restores it.
+# CPU weight of a warm server while it starts and renders once (Docker's default is 1024);
+# the pool restores the default once it is ready (warm_pool.WarmPool._make_ready).
 WARM_CPU_SHARES = 128
 DEFAULT_CPU_SHARES = 1024
 
@@ -209,7 +210,7 @@ class GallerySpawner(DockerSpawner):
         if self.disk_quota and await self.quota_supported():
             config["storage_opt"] = {"size": self.disk_quota}
         if is_warm(self.user):
-            # Unclaimed warm servers start and idle at a low CPU priority: visitors first.
+            # Warm servers start and render once at a low CPU priority: visitors first.
             config["cpu_shares"] = WARM_CPU_SHARES
         return config
 

@@ -154,7 +154,6 @@ class WarmPool:
         self._ready: dict[str, list[str]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self._background: set[asyncio.Task] = set()
 
     # -- the click ------------------------------------------------------------------
 
@@ -175,20 +174,11 @@ class WarmPool:
             user.orm_user.last_activity = now
             spawner.orm_spawner.started = spawner.orm_spawner.last_activity = now
             self.app.db.commit()
-            if getattr(spawner, "container_id", ""):  # the visitor's now: full CPU priority
-                self._in_background(
-                    asyncio.to_thread(self.set_cpu_shares, spawner.container_id, DEFAULT_CPU_SHARES)
-                )
             log.info("warm pool: %s claimed %s's %s", "a click", user.name, example_id)
             self._refill_after = self.clock() + self.refill_delay_s
             asyncio.get_running_loop().call_later(self.refill_delay_s, self.wake)
             return user
         return None
-
-    def _in_background(self, work) -> None:
-        task = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     def ready_counts(self) -> dict[str, int]:
         return {example: len(names) for example, names in self._ready.items()}
@@ -365,8 +355,21 @@ class WarmPool:
             await self._retire(server.user)
             return
         if user.name in [u.name for u in self.warm_users()]:
-            self._ready.setdefault(server.example, []).append(server.user)
-            log.info("warm pool: %s's %s is ready", server.user, server.example)
+            await self._make_ready(server, spawner)
+
+    async def _make_ready(self, server: WarmServer, spawner) -> None:
+        """Claimable from now on, at full CPU priority: the start and the first render ran
+        at a low one; a claim then waits for no Docker call (under a crowd, Docker answered
+        it seconds late while the claimed app rendered at the low priority)."""
+        if getattr(spawner, "container_id", ""):
+            try:
+                await asyncio.to_thread(
+                    self.set_cpu_shares, spawner.container_id, DEFAULT_CPU_SHARES
+                )
+            except Exception as e:  # it runs, only at a lower priority
+                log.warning("warm pool: %s's CPU priority stays low: %s", server.user, e)
+        self._ready.setdefault(server.example, []).append(server.user)
+        log.info("warm pool: %s's %s is ready", server.user, server.example)
 
     async def _wait_for_spare(self, client, kernels_url: str, headers, server) -> None:
         """Until the kernel the server starts once its first render's is gone answers."""

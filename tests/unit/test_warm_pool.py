@@ -148,21 +148,21 @@ def test_claimed_visitors_join_the_culled_group():
     assert [g.name for g in user.groups] == [VISITOR_GROUP]
 
 
-def test_a_claimed_server_gets_its_full_cpu_priority_back(monkeypatch):
+def test_a_warm_server_gets_its_full_cpu_priority_back_once_ready_not_at_the_click(monkeypatch):
     monkeypatch.setattr(warm_pool, "claim_warm_visitor", lambda db, u: None)
     user = warm_user("w1")
     user.spawners["a"].container_id = "c1"
     pool = make_pool({"w1": user})
     updates = []
     pool.set_cpu_shares = lambda container, shares: updates.append((container, shares))
-    pool._ready = {"a": ["w1"]}
 
-    async def click():
+    async def ready_then_click():
+        await pool._make_ready(server("w1", "a"), user.spawners["a"])
+        assert updates == [("c1", 1024)] and pool.ready_counts() == {"a": 1}
         assert pool.claim("a") is user
-        await asyncio.gather(*pool._background)
 
-    asyncio.run(click())
-    assert updates == [("c1", 1024)]
+    asyncio.run(ready_then_click())
+    assert updates == [("c1", 1024)]  # the click itself called no Docker
 
 
 class KernelList:
