@@ -11,7 +11,9 @@ one run, measures:
   the rendered page holds the output (p50, p95; ratio and difference to the floor);
 - warm: 20 sequential launches of an example with a warm server, the pool refilled
   between them (p50, p95);
-- 20 simultaneous cold launches: time until the last is rendered, failures;
+- 20 simultaneous cold launches (20 visitors, each on the gallery page already, click
+  Launch at the same moment; counted from that click): time until the last is rendered,
+  failures;
 - 20 simultaneous launches against a pool of 5: time until the first 5 are rendered;
 - memory: an idle warm server, and the hub's RSS with 40 servers running.
 
@@ -27,6 +29,7 @@ import re
 import socket
 import statistics
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -171,11 +174,15 @@ def floor_singleuser(image: str, network: str) -> float:
     )  # fmt: skip
 
 
-def click(stack, example: str) -> tuple[float, requests.Session, str]:
-    """One new visitor clicks Launch: (seconds until rendered, its session, its name)."""
+def gallery_form(stack) -> tuple[requests.Session, str]:
+    """A new visitor on the gallery page: its session and the page's XSRF token."""
     session = requests.Session()
-    xsrf = XSRF_FIELD.search(session.get(stack.url("/hub/gallery"), timeout=30).text).group(1)
-    start = time.perf_counter()
+    xsrf = XSRF_FIELD.search(session.get(stack.url("/hub/gallery"), timeout=60).text).group(1)
+    return session, xsrf
+
+
+def launch_until_rendered(stack, session: requests.Session, xsrf: str, example: str) -> str:
+    """The visitor clicks Launch, then waits as its browser would: its name."""
     answer = session.post(
         stack.url(f"/hub/gallery/launch/{example}"),
         data={"_xsrf": xsrf},
@@ -187,6 +194,14 @@ def click(stack, example: str) -> tuple[float, requests.Session, str]:
     if "/spawn-pending/" in answer.headers["Location"]:
         wait_progress(stack, session, visitor, example)
     wait_for(stack.url(f"/user/{visitor}/{example}/voila/render/app.ipynb"), session)
+    return visitor
+
+
+def click(stack, example: str) -> tuple[float, requests.Session, str]:
+    """One new visitor clicks Launch: (seconds until rendered, its session, its name)."""
+    session, xsrf = gallery_form(stack)
+    start = time.perf_counter()
+    visitor = launch_until_rendered(stack, session, xsrf, example)
     return time.perf_counter() - start, session, visitor
 
 
@@ -241,18 +256,26 @@ def set_warm(gallery_file: Path, count: int) -> None:
 
 
 def crowd(stack, example: str, count: int) -> list[tuple[float | None, float]]:
-    """`count` visitors click at once: (seconds until rendered or None, finish time)."""
-    start = time.perf_counter()
+    """`count` visitors on the gallery page click at the same moment: (seconds until
+    rendered or None, the same seconds counted from the common click)."""
+    forms = [gallery_form(stack) for _ in range(count)]
+    clicked = threading.Barrier(count + 1)
+    start = 0.0
 
-    def one(_):
+    def one(form):
+        clicked.wait()
         try:
-            seconds = click(stack, example)[0]
+            launch_until_rendered(stack, *form, example)
         except (AssertionError, requests.RequestException):
-            seconds = None
-        return seconds, time.perf_counter() - start
+            return None, time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        return seconds, seconds
 
     with ThreadPoolExecutor(max_workers=count) as threads:
-        return list(threads.map(one, range(count)))
+        results = [threads.submit(one, form) for form in forms]
+        start = time.perf_counter()
+        clicked.wait()
+        return [result.result() for result in results]
 
 
 def memory_mb(containers: list[str]) -> list[float]:

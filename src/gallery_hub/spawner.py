@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from dockerspawner import DockerSpawner
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Float, Integer, Unicode, default
 
 from gallery_common.compose_labels import USER_SERVERS_SERVICE, user_server_labels
@@ -421,8 +421,8 @@ class GallerySpawner(DockerSpawner):
                 answer = await client.fetch(target, request_timeout=2, raise_error=False)
                 if answer.code < 500 and answer.code != 599:
                     return
-            except OSError:
-                pass
+            except (OSError, HTTPClientError):
+                pass  # not up yet, or a busy hub asked too late (timeouts): ask again
             await asyncio.sleep(0.05)
 
     async def progress(self):

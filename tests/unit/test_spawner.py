@@ -346,6 +346,26 @@ def test_a_started_server_is_noticed_as_soon_as_it_answers(gallery_file, monkeyp
     assert seen == ["/user/v1/demo/api"]
 
 
+def test_a_slow_answer_on_a_busy_hub_is_asked_again_not_a_failed_start(gallery_file, monkeypatch):
+    """Under a crowd the hub's loop is late; a timed-out check is not a failure."""
+    from tornado.httpclient import AsyncHTTPClient
+    from tornado.simple_httpclient import HTTPTimeoutError
+
+    answers = [HTTPTimeoutError("Timeout while resolving 172.27.0.9"), OSError("refused")]
+
+    async def fetch(self, url, **kwargs):
+        if answers:
+            raise answers.pop(0)
+        return SimpleNamespace(code=200)
+
+    monkeypatch.setattr(AsyncHTTPClient, "fetch", fetch)
+    monkeypatch.setattr(GallerySpawner, "wait_until_answering", WAIT_UNTIL_ANSWERING)
+    spawner = make_spawner(gallery_file, make_user("v1", True, {}))
+    spawner._server = SimpleNamespace(base_url="/user/v1/demo/")
+    run(spawner.wait_until_answering(("172.27.0.9", 8888)))
+    assert answers == []
+
+
 @pytest.fixture
 def broken_demo(tmp_path):
     """The demo example's last verification failed."""
