@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -58,25 +59,39 @@ def ago(when: datetime, now: datetime) -> str:
 
 @dataclass
 class CachedValue:
-    """A value fetched at most every `max_age_s` seconds; the last one on errors."""
+    """A value fetched at most every `max_age_s` seconds; the last one on errors.
+
+    Read from threads (asyncio.to_thread): when it is stale, one of them fetches and the
+    others that arrive meanwhile wait for that fetch (twenty gallery pages at once made
+    twenty Docker calls).
+    """
 
     fetch: Callable[[], Any]
     max_age_s: float = 5.0
     empty: Callable[[], Any] = set  # the value when the first fetch fails
     _value: Any = None
     _at: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _fresh(self) -> bool:
+        return self._value is not None and time.monotonic() - self._at <= self.max_age_s
 
     def get(self) -> Any:
-        now = time.monotonic()
-        if self._value is None or now - self._at > self.max_age_s:
-            try:
-                self._value = self.fetch()
-            except Exception as e:  # the page must render even if a source is down
-                what = getattr(self.fetch, "func", self.fetch)  # a functools.partial too
-                log.warning("gallery state: %s failed: %s", getattr(what, "__name__", what), e)
-                self._value = self._value if self._value is not None else self.empty()
-            self._at = now
-        return self._value
+        if self._fresh():
+            return self._value
+        with self._lock:
+            if not self._fresh():
+                self._refresh()
+            return self._value
+
+    def _refresh(self) -> None:
+        try:
+            self._value = self.fetch()
+        except Exception as e:  # the page must render even if a source is down
+            what = getattr(self.fetch, "func", self.fetch)  # a functools.partial too
+            log.warning("gallery state: %s failed: %s", getattr(what, "__name__", what), e)
+            self._value = self._value if self._value is not None else self.empty()
+        self._at = time.monotonic()
 
 
 def builder_environments(api_url: str, token: str) -> list[dict]:

@@ -44,3 +44,24 @@ def test_a_failing_source_given_as_a_partial_is_named_in_the_log(caplog):
     cache = CachedValue(partial(builds_in_progress, "http://builder"), max_age_s=0)
     assert cache.get() == set()
     assert "builds_in_progress failed: builder down" in caplog.text
+
+
+def test_many_readers_of_a_stale_value_wait_for_one_fetch():
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    fetches = []
+    release = threading.Event()
+
+    def fetch():
+        fetches.append(1)
+        release.wait(5)
+        return {"image"}
+
+    cache = CachedValue(fetch, max_age_s=60)
+    with ThreadPoolExecutor(20) as threads:
+        readers = [threads.submit(cache.get) for _ in range(20)]
+        release.set()
+        values = [reader.result(timeout=10) for reader in readers]
+    assert values == [{"image"}] * 20
+    assert len(fetches) == 1
