@@ -10,6 +10,7 @@ the gallery.yaml it reads now. Standard library only: both images import this.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -85,8 +86,13 @@ def major_version(version: str | None) -> int | None:
     return int(head) if head.isdigit() else None
 
 
+@functools.cache
 def local_jupyterhub_major() -> int | None:
-    """The major version of the JupyterHub installed here (the hub's; the builder pins the same)."""
+    """The major version of the JupyterHub installed here (the hub's; the builder pins the same).
+
+    Read once per process: every gallery card asks, and reading a package's metadata
+    parses its METADATA file (~5 ms; the hub's loop spent most of a crowd's first second
+    on it)."""
     try:
         return major_version(metadata.version("jupyterhub"))
     except metadata.PackageNotFoundError:

@@ -22,6 +22,7 @@ from jupyterhub.app import JupyterHub
 from traitlets import List, Unicode
 
 from gallery_hub.forwarded_headers import trust_forwarded_headers_only_from_loopback
+from gallery_hub.sqlite_wal import use_write_ahead_log
 
 
 def running_services(project: str) -> set[str]:
@@ -63,6 +64,7 @@ class GalleryHub(JupyterHub):
 
     async def initialize(self, *args, **kwargs):
         trust_forwarded_headers_only_from_loopback()
+        use_write_ahead_log()  # before JupyterHub opens its database
         await super().initialize(*args, **kwargs)
 
     async def cleanup(self):
