@@ -6,7 +6,8 @@ build's critical path. `SpareBoxes` keeps one box ready between builds. A build 
 after checking that it still fits (its sandbox runs, and the egress proxy is still at the
 address its firewall lets out); otherwise the build makes its own box, as without a spare.
 The replacement is made after the build (`make_spare`, from the runner's housekeeping),
-not during it: a build's steps have the machine's cores to themselves.
+not during it: a build's steps have the machine's cores to themselves. A build that comes
+while the spare is still being made waits for it (it is ready sooner than a new box).
 
 A spare is a box like any other: the same limits, firewall, capabilities and labels (its
 build-box label says "spare" instead of a build's id), so the builder's leftover sweep at
@@ -41,18 +42,24 @@ class SpareBoxes(BuildBoxes):
         self, api: Callable[[], Any], settings: BoxSettings, *, seal_timeout_s: float = 60
     ) -> None:
         super().__init__(api, settings, seal_timeout_s=seal_timeout_s)
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._spare: Box | None = None
         self._making = False
         self._stopped = False
 
     def open(self, build_id: str) -> Box:
-        """The spare, when there is one that still fits; else a box made for `build_id`."""
+        """The spare, when there is one that still fits; else a box made for `build_id`.
+
+        A spare being made is waited for: it is ready sooner than a new box would be.
+        """
         with self._lock:
+            self._lock.wait_for(lambda: not self._making, timeout=self.seal_timeout_s)
             spare, self._spare = self._spare, None
         if spare is not None:
             if self._fits(spare):
+                log.info("build %s runs in the spare build box %s", build_id[:12], spare.name)
                 return spare
+            log.warning("the spare build box %s no longer fits; making another", spare.name)
             self.close(spare)
         return super().open(build_id)
 
@@ -77,6 +84,7 @@ class SpareBoxes(BuildBoxes):
                 self._making = False
                 if box is not None and not self._stopped:
                     self._spare, box = box, None
+                self._lock.notify_all()
         if box is not None:  # the builder stopped meanwhile
             self.close(box)
 

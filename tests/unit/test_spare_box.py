@@ -124,3 +124,29 @@ def test_without_a_builds_network_there_is_no_spare() -> None:
     boxes.make_spare()
     assert api.created == []
     assert boxes.open("b1").container_id is None
+
+
+def test_a_build_that_comes_while_the_spare_is_made_waits_for_it() -> None:
+    api = SpareAPI()
+    boxes = SpareBoxes(lambda: api, SETTINGS)
+    starting, go_on = threading.Event(), threading.Event()
+    start = api.start
+
+    def slow_start(container: str) -> None:
+        starting.set()
+        go_on.wait(5)
+        start(container)
+
+    api.start = slow_start  # type: ignore[method-assign]
+    maker = threading.Thread(target=boxes.make_spare)
+    maker.start()
+    assert starting.wait(5)
+    taken: list[Any] = []
+    opener = threading.Thread(target=lambda: taken.append(boxes.open("b1")))
+    opener.start()
+    opener.join(0.2)
+    assert opener.is_alive() and taken == []  # waiting, not making a box of its own
+    go_on.set()
+    opener.join(5)
+    maker.join(5)
+    assert [box.container_id for box in taken] == ["box-1"] and len(api.created) == 1
