@@ -251,7 +251,7 @@ class DockerAPIEngine(DockerEngine):
                 facts = facts_from_json(data)
                 assert facts is not None  # run_check made sure
                 labels = {**labels, COMPATIBILITY_LABEL: facts.to_label()}
-        # 3. Every label in one LABEL instruction on top of it, under the requested tag.
+        # 3. Every label in one step on top of it (a commit, or one LABEL), under the tag.
         labels = {**own_labels_cleared(base.get("Labels"), labels), **labels}
         if labels or self.trim_slow_imports:
             image_id = yield from self._finish(image_id, labels, target, base, data, request, steps)
