@@ -185,11 +185,17 @@ class BuildBoxes:
         return box
 
     def proxy_address(self, api: Any) -> str:
-        """The egress proxy's address on the builds network; BoxError when it is not running."""
+        """The egress proxy's address on the builds network; BoxError when it is not running.
+
+        Boxes are made from the egress image, whose compose labels (project, service) every
+        box inherits: they are on the builds network too, and never the proxy.
+        """
         labels = [f"com.docker.compose.service={self.settings.proxy_service}"]
         if self.settings.project:
             labels.append(f"com.docker.compose.project={self.settings.project}")
         for container in api.containers(filters={"label": labels, "status": "running"}):
+            if BOX_LABEL in (container.get("Labels") or {}):
+                continue
             networks = (container.get("NetworkSettings") or {}).get("Networks") or {}
             address = (networks.get(self.settings.network) or {}).get("IPAddress")
             if address:
