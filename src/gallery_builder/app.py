@@ -129,7 +129,8 @@ async def serve(settings: BuilderSettings) -> None:
     if boxes:
         log.warning("removed %d build box(es) of interrupted builds", boxes)
     guard = fetch_guard(settings, images)
-    runner = build_runner(settings, images, guard=guard)
+    runner = build_runner(settings, images, guard=guard, spare_box=True)
+    runner.make_spare_box()  # the first build need not wait for its box
     # After each build: the image check, and the data fill (gallery_builder.after_build).
     after_build = AfterBuild(
         runner,
@@ -174,6 +175,8 @@ async def serve(settings: BuilderSettings) -> None:
         sweeper.cancel()
         await queue.stop()
         await runner.settle()  # the last builds' boxes are gone before the builder is
+        if runner.boxes is not None:
+            await asyncio.to_thread(runner.boxes.remove_spare)
         store.close()
 
 

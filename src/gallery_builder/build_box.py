@@ -107,6 +107,8 @@ class Box:
     network_mode: str = ""
     build_args: dict[str, str] = field(default_factory=dict)
     container_id: str | None = None
+    name: str = ""  # the sandbox container's
+    proxy: str = ""  # the egress proxy's address its firewall lets out
 
 
 class BuildBoxes:
@@ -126,17 +128,27 @@ class BuildBoxes:
 
     def open(self, build_id: str) -> Box:
         """A sealed sandbox for `build_id` (or limits only); BoxError if it cannot be made."""
+        return self._make(build_id[:12], build_id)
+
+    def make_spare(self) -> None:
+        """Make a box ahead of the next build: boxes made on demand keep none (SpareBoxes)."""
+
+    def remove_spare(self) -> None:
+        """Remove the box made ahead, if any: here there is none (SpareBoxes)."""
+
+    def _make(self, suffix: str, label: str) -> Box:
+        """A box named "<project>-buildbox-<suffix>", its build-box label `label`."""
         limits = build_limits(self.settings.memory_gb, self.settings.cpu)
         if not self.sealed:
             return Box(limits)
         try:
-            return self._open(build_id, limits)
+            return self._open(suffix, label, limits)
         except DockerException as e:
             raise BoxError(f"cannot set up the build's network: {e}") from None
 
-    def _open(self, build_id: str, limits: dict[str, int]) -> Box:
+    def _open(self, suffix: str, label: str, limits: dict[str, int]) -> Box:
         api = self._api()
-        proxy = self._proxy_address(api)
+        proxy = self.proxy_address(api)
         rules4, rules6 = box_rules(proxy)
         host_config = api.create_host_config(
             network_mode=self.settings.network,
@@ -146,14 +158,14 @@ class BuildBoxes:
             mem_limit="64m",
             pids_limit=16,
         )
-        name = f"{self.settings.project or 'gallery'}-buildbox-{build_id[:12]}"
+        name = f"{self.settings.project or 'gallery'}-buildbox-{suffix}"
         container = api.create_container(
             image=self.settings.seal_image,
             command=["sh", "-c", _SEAL_COMMAND],
             environment={"RULES4": rules4, "RULES6": rules6},
             user="root",
             name=name,
-            labels={BOX_LABEL: build_id, BOX_STACK_LABEL: self.settings.project},
+            labels={BOX_LABEL: label, BOX_STACK_LABEL: self.settings.project},
             host_config=host_config,
         )
         box = Box(
@@ -161,6 +173,8 @@ class BuildBoxes:
             network_mode=f"container:{container['Id']}",
             build_args=proxy_build_args(proxy),
             container_id=container["Id"],
+            name=name,
+            proxy=proxy,
         )
         try:
             api.start(container["Id"])
@@ -170,11 +184,18 @@ class BuildBoxes:
             raise
         return box
 
-    def _proxy_address(self, api: Any) -> str:
+    def proxy_address(self, api: Any) -> str:
+        """The egress proxy's address on the builds network; BoxError when it is not running.
+
+        Boxes are made from the egress image, whose compose labels (project, service) every
+        box inherits: they are on the builds network too, and never the proxy.
+        """
         labels = [f"com.docker.compose.service={self.settings.proxy_service}"]
         if self.settings.project:
             labels.append(f"com.docker.compose.project={self.settings.project}")
         for container in api.containers(filters={"label": labels, "status": "running"}):
+            if BOX_LABEL in (container.get("Labels") or {}):
+                continue
             networks = (container.get("NetworkSettings") or {}).get("Networks") or {}
             address = (networks.get(self.settings.network) or {}).get("IPAddress")
             if address:

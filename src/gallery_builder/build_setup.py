@@ -13,6 +13,7 @@ from gallery_builder.builder_settings import STACK_HOSTS, BuilderSettings
 from gallery_builder.docker_images import CachedGateways, DockerImages
 from gallery_builder.fetch_guard import FetchGuard
 from gallery_builder.repository_policy import Resolver
+from gallery_builder.spare_box import SpareBoxes
 
 
 def fetch_guard(
@@ -27,9 +28,12 @@ def fetch_guard(
     )
 
 
-def build_boxes(settings: BuilderSettings, images: DockerImages) -> BuildBoxes:
-    """Limits for every build, and a sealed sandbox when a builds network is configured."""
-    return BuildBoxes(
+def build_boxes(
+    settings: BuilderSettings, images: DockerImages, *, spare: bool = False
+) -> BuildBoxes:
+    """Limits for every build, and a sealed sandbox when a builds network is configured;
+    with `spare`, one sandbox made ahead of the next build (the service's)."""
+    return (SpareBoxes if spare else BuildBoxes)(
         lambda: images.api,
         BoxSettings(
             memory_gb=settings.build_memory_gb,
@@ -49,14 +53,16 @@ def build_runner(
     reuse_existing: bool = True,
     on_line: Callable[[str], None] | None = None,
     base_env: Mapping[str, str] | None = None,
+    spare_box: bool = False,
     **kwargs: Any,
 ) -> BuildRunner:
-    """The runner the settings describe (engine, box, retention, disk floor, trim)."""
+    """The runner the settings describe (engine, box, retention, disk floor, trim); with
+    `spare_box` it keeps a build box made ahead of the next build."""
     return BuildRunner(
         images=images,
         engine=settings.engine,
         guard=guard or fetch_guard(settings, images),
-        boxes=build_boxes(settings, images),
+        boxes=build_boxes(settings, images, spare=spare_box),
         keep_previous=settings.keep_previous,
         min_free_disk_gb=settings.min_free_disk_gb,
         trim_slow_imports=settings.trim_slow_imports,

@@ -28,9 +28,11 @@ what a failed or cancelled build left untagged.
 Labels go on in one step. The classic builder turns the build's `labels` argument into one
 LABEL instruction per label, each a container and a commit of its own (thirteen of them for
 a gallery image), so the engine builds the repository without them, exactly as a plain
-`docker build` would (and as cacheable), then adds every label with a single LABEL
-instruction on top of that image. After the build it says which steps came from the layer
-cache and how long each took.
+`docker build` would (and as cacheable), then adds every label in one step on top of that
+image: a commit of the image with the labels (`label_commit`, what the builder's LABEL
+step does, without a second build request), or, when that cannot keep the image's
+configuration or there is something to trim, a build of a single LABEL instruction.
+After the build it says which steps came from the layer cache and how long each took.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from gallery_builder.docker_errors import describe_docker_error
 from gallery_builder.image_probe import CheckError, run_check, slow_import_of
+from gallery_builder.label_commit import commit_fits, commit_labels
 from gallery_common.image_compatibility import COMPATIBILITY_LABEL, facts_from_json
 from gallery_common.image_labels import LABEL_PREFIX, strip_credentials
 
@@ -248,10 +251,10 @@ class DockerAPIEngine(DockerEngine):
                 facts = facts_from_json(data)
                 assert facts is not None  # run_check made sure
                 labels = {**labels, COMPATIBILITY_LABEL: facts.to_label()}
-        # 3. Every label in one LABEL instruction on top of it, under the requested tag.
+        # 3. Every label in one step on top of it (a commit, or one LABEL), under the tag.
         labels = {**own_labels_cleared(base.get("Labels"), labels), **labels}
         if labels or self.trim_slow_imports:
-            image_id = yield from self._finish(image_id, labels, target, user, data, request, steps)
+            image_id = yield from self._finish(image_id, labels, target, base, data, request, steps)
         elif target:
             repository, _, tag = target.rpartition(":") if ":" in target else (target, "", "")
             self.api_client.tag(image_id, repository, tag or "latest")
@@ -287,13 +290,14 @@ class DockerAPIEngine(DockerEngine):
         image_id: str,
         labels: dict[str, str],
         target: str | None,
-        user: str,
+        base: Mapping[str, Any],
         data: dict | None,
         request: Mapping[str, Any],
         steps: StepLog,
     ) -> Iterator[dict[str, Any]]:
         """The last step: labels (and the trim), falling back to labels alone if it fails."""
         limits = request["container_limits"]
+        user = str(base.get("User") or "")
         trim: list[tuple[str, bool]] = []
         if self.trim_slow_imports and not _SAFE_USER.fullmatch(user or "root"):
             yield {"stream": f"Not removing {SLOW_IMPORT_PACKAGE}: unusual USER {user!r}\n"}
@@ -314,6 +318,17 @@ class DockerAPIEngine(DockerEngine):
             except BuildError as e:
                 yield {"stream": f"Could not remove {SLOW_IMPORT_PACKAGE} ({e})\n"}
         yield {"stream": f"Adding {len(labels)} labels in one step\n"}
+        if commit_fits(base):
+            started = time.monotonic()
+            try:
+                built = commit_labels(self.api_client, image_id, base, labels, target or "")
+            except _TRANSPORT_ERRORS as e:
+                yield {"stream": f"Could not commit the labels ({describe_docker_error(e)})\n"}
+            else:
+                self._record_layers({"aux": {"ID": built}})
+                steps.add(f"LABEL {len(labels)} labels (a commit)", started)
+                yield {"stream": f"Committed the labels as {built.removeprefix('sha256:')[:12]}\n"}
+                return built
         built = yield from self._run_build(label_request(image_id, labels, target, limits), steps)
         return built or image_id
 
@@ -504,6 +519,12 @@ class StepLog:
                 self.steps.append(_Step(match["step"].strip(), self.clock()))
             elif self.steps:
                 self.steps[-1].cached = True
+
+    def add(self, text: str, started: float) -> None:
+        """A step the engine ran itself (not the daemon's build), from `started` until now."""
+        self.end()
+        self.steps.append(_Step(text, started))
+        self.end()
 
     def end(self) -> None:
         """The current step (if any) ends now."""

@@ -9,6 +9,7 @@ stays for a roll back until newer ones replace it.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 
@@ -133,8 +134,22 @@ def test_a_build_step_reaches_the_outside_through_the_proxy_and_never_the_host(
     assert listener.connections == []
     # The only way out: the egress proxy, which Docker handed the step as HTTP_PROXY.
     assert f"probe proxy 200 {OUTSIDE_MARKER}" in log, log[-3000:]
-    assert "Build steps run in a sealed network" in log
-    assert not docker("ps", "-aq", "--filter", f"name={stack.project}-buildbox")
+    box = re.search(r"Build steps run in a sealed network \(box ([\w.-]+)\)", log)
+    assert box, log[-3000:]
+    # It was the spare made ahead (after the module's earlier builds), sealed like any box.
+    assert box[1].startswith(f"{stack.project}-buildbox-spare-"), box[1]
+    # The build's box is gone; what is left of the stack's boxes is the one spare, made
+    # ahead of the next build (by label: a spare's name is a box's like any other).
+    assert not docker("ps", "-aq", "--filter", f"name=^/{box[1]}$")
+    boxes = docker(
+        "ps",
+        "-a",
+        "--format",
+        '{{.Label "org.neurolang-gallery.build-box"}}',
+        "--filter",
+        f"label=org.neurolang-gallery.build-box-stack={stack.project}",
+    ).split()
+    assert boxes in ([], ["spare"]), boxes
     delete_environment(client, "sealed:main")
 
 

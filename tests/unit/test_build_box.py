@@ -58,10 +58,13 @@ class FakeAPI:
     def containers(self, **kwargs: Any) -> list[dict[str, Any]]:
         if "all" in kwargs:  # the leftovers
             return [{"Id": "left-1"}]
+        # Boxes are made from the egress image: they carry its compose labels and come first.
+        box = {"Labels": {BOX_LABEL: "spare"}, "NetworkSettings": {"Networks": {"p-builds": {}}}}
+        box["NetworkSettings"]["Networks"]["p-builds"]["IPAddress"] = "192.168.80.77"
         if self.proxy is None:
-            return []
+            return [box]
         networks = {"p-builds": {"IPAddress": self.proxy}}
-        return [{"Id": "egress", "NetworkSettings": {"Networks": networks}}]
+        return [box, {"Id": "egress", "NetworkSettings": {"Networks": networks}}]
 
     def create_host_config(self, **kwargs: Any) -> dict[str, Any]:
         return kwargs

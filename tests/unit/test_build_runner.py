@@ -266,14 +266,19 @@ def test_only_keep_previous_images_stay_and_older_ones_go(repo: Repo, tmp_path: 
     setup.images.images["demo:trunk"] = FakeImage("sha256:old", old)
     built_by_repo2docker(setup, "demo:trunk", "b3", labels_for(repo, repo.trunk))
     lines = LogLines()
-    outcome = run(setup.runner.run("b3", request_for(repo), lines.append))
+
+    async def build_then_settle() -> Any:
+        outcome = await setup.runner.run("b3", request_for(repo), lines.append)
+        await setup.runner.settle()
+        return outcome
+
+    outcome = run(build_then_settle())
     assert outcome.state is BuildState.BUILT
     assert "demo:gallery-previous-trunk-old" in setup.images.images
-    assert "demo:gallery-previous-trunk-older" not in setup.images.images
     assert any("stays as demo:gallery-previous-trunk-old" in line for line in lines)
-    assert any(
-        "Removed the older image demo:gallery-previous-trunk-older" in line for line in lines
-    )
+    # The older one goes in the housekeeping after the outcome (which settle waits for).
+    assert "demo:gallery-previous-trunk-older" not in setup.images.images
+    assert not any("Removed the older image" in line for line in lines)
     assert setup.images.untagged() == []
 
 
@@ -474,6 +479,7 @@ class SlowBoxes:
         self.error, self.seconds = error, seconds
         self.opened: list[tuple[str, float, float]] = []
         self.closed: list[str | None] = []
+        self.spares_made = 0
 
     def open(self, build_id: str):
         from gallery_builder.build_box import Box, BoxError
@@ -487,6 +493,9 @@ class SlowBoxes:
 
     def close(self, box) -> None:
         self.closed.append(box.container_id)
+
+    def make_spare(self) -> None:
+        self.spares_made += 1
 
 
 def test_the_box_is_made_while_git_fetches_and_always_removed(
@@ -646,6 +655,9 @@ def test_a_published_builds_box_goes_after_the_outcome_and_a_failed_ones_before(
     outcome, seen_at_outcome, _ = run(build_then_settle())
     assert outcome.state is BuildState.BUILT
     assert seen_at_outcome == [] and closing == ["box-b1"]  # removed, after the outcome
+    assert boxes.spares_made == 1  # the next build's box is made after this one's
     # A failed build removes it before its outcome.
     outcome = run(setup.runner.run("b2", request_for(repo, "e" * 40), lambda _line: None))
     assert outcome.state is BuildState.FAILED and closing == ["box-b1", "box-b2"]
+    run(setup.runner.settle())
+    assert boxes.spares_made == 2

@@ -757,3 +757,111 @@ def label_build_any(call: dict[str, Any]) -> dict[str, str]:
     label = dockerfile[dockerfile.index("LABEL ") :]
     pair = re.compile(r'"((?:[^"\\]|\\.)*)"="((?:[^"\\]|\\.)*)"')
     return {re.sub(r"\\(.)", r"\1", k): re.sub(r"\\(.)", r"\1", v) for k, v in pair.findall(label)}
+
+
+# --- the labels as a commit ----------------------------------------------------------------
+
+
+class CommittingClient(CheckingClient):
+    """A CheckingClient that also commits containers (the label step without a build)."""
+
+    def __init__(self, *args: Any, commit_raises: BaseException | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.commits: list[dict[str, Any]] = []
+        self.removed_volumes: list[bool] = []
+        self.commit_raises = commit_raises
+
+    def create_container(self, **kwargs: Any) -> dict[str, str]:
+        if kwargs.get("command", [""])[-1].startswith("#(nop) LABEL"):
+            self.order.append("label container")
+            self.containers.append(kwargs)
+            return {"Id": f"c{len(self.containers)}"}
+        return super().create_container(**kwargs)
+
+    def commit(self, container: str, **kwargs: Any) -> dict[str, str]:
+        self.order.append("commit")
+        if self.commit_raises is not None:
+            raise self.commit_raises
+        self.commits.append({"container": container, **kwargs})
+        return {"Id": "sha256:c0ffee" + "0" * 58}
+
+    def remove_container(self, container: str, force: bool = False, v: bool = False) -> None:
+        self.removed_volumes.append(v)
+        super().remove_container(container, force=force)
+
+
+SERVER_CONFIG = {
+    "User": "1000",
+    "Env": ["PATH=/opt/venv/bin:/usr/bin", "HOME=/home/jovyan"],
+    "Cmd": ["jupyterhub-singleuser", "--ip=0.0.0.0"],
+    "WorkingDir": "/home/jovyan",
+    "Labels": {"maintainer": "someone", COMPATIBILITY_LABEL: "forged by the Dockerfile"},
+}
+
+
+def test_the_labels_and_facts_are_one_commit_of_the_image_when_it_has_a_command(
+    tmp_path: Path,
+) -> None:
+    layers = tmp_path / "layers"
+    client = CommittingClient(
+        check_output([]), images={"sha256:feedface": {"Config": SERVER_CONFIG}}
+    )
+    engine = checking_engine(client, tmp_path)
+    engine.layers_file = str(layers)
+    logged = run_like_repo2docker(engine.build(path="/ctx", tag="demo:gallery-build-b1"))
+    # One build (the repository's), the check, then the commit: no second build request.
+    assert client.order == ["build", "check", "label container", "commit"]
+    assert len(client.build_calls) == 1
+    (commit,) = client.commits
+    label_container = client.containers[1]
+    assert commit["container"] == "c2" and label_container["image"] == "sha256:feedface"
+    assert label_container["network_disabled"] is True  # and never started
+    assert client.removed == ["c1", "c2"] and client.removed_volumes[-1] is True
+    assert (commit["repository"], commit["tag"]) == ("demo", "gallery-build-b1")
+    # The image's own configuration, with the labels (the builder's win; others stay).
+    conf = commit["conf"]
+    for key in ("User", "Env", "Cmd", "WorkingDir"):
+        assert conf[key] == SERVER_CONFIG[key]
+    assert conf["Image"] == "sha256:feedface"
+    assert conf["Labels"]["maintainer"] == "someone"
+    assert conf["Labels"]["org.neurolang-gallery.environment"] == "true"
+    facts = facts_from_labels(conf["Labels"])
+    assert facts is not None and facts.jupyterhub == "6.1.1"
+    # The log: the step once in the summary; the layers file has the new image.
+    summary = [line for line in logged if "LABEL" in line and " ran " in line]
+    assert len(summary) == 1 and "(a commit)" in summary[0]
+    assert layers.read_text().split()[-1] == "sha256:c0ffee" + "0" * 58
+
+
+def test_without_a_command_or_when_the_commit_fails_the_labels_are_a_label_build(
+    tmp_path: Path,
+) -> None:
+    # A commit would give an image with no command the label container's: a build instead.
+    no_command = {**SERVER_CONFIG, "Cmd": None}
+    client = CommittingClient(check_output([]), images={"sha256:feedface": {"Config": no_command}})
+    list(checking_engine(client, tmp_path).build(path="/ctx", tag="t:1"))
+    assert client.order == ["build", "check", "build"] and client.commits == []
+    assert COMPATIBILITY_LABEL in label_build_any(client.build_calls[1])
+    # An entrypoint alone is enough for the commit.
+    entrypoint = {**no_command, "Entrypoint": ["tini", "--"]}
+    client = CommittingClient(check_output([]), images={"sha256:feedface": {"Config": entrypoint}})
+    list(checking_engine(client, tmp_path).build(path="/ctx", tag="t:1"))
+    assert client.order[-1] == "commit" and len(client.build_calls) == 1
+    # Docker refuses the commit: the label build, and the label container is gone.
+    client = CommittingClient(
+        check_output([]),
+        images={"sha256:feedface": {"Config": SERVER_CONFIG}},
+        commit_raises=api_error(500, "commit failed"),
+    )
+    logged = run_like_repo2docker(checking_engine(client, tmp_path).build(path="/ctx", tag="t:1"))
+    assert client.order == ["build", "check", "label container", "commit", "build"]
+    assert client.removed == ["c1", "c2"]
+    assert any("Could not commit the labels" in line for line in logged)
+    assert COMPATIBILITY_LABEL in label_build_any(client.build_calls[1])
+    # Something to trim: the one build step that removes it and adds the labels, as before.
+    found = [f"{SITE}/rfc3987_syntax"]
+    client = CommittingClient(
+        check_output(found), images={"sha256:feedface": {"Config": SERVER_CONFIG}}
+    )
+    list(checking_engine(client, tmp_path).build(path="/ctx", tag="t:1"))
+    assert client.commits == [] and "RUN rm -rf" in _dockerfile(client.build_calls[1])
