@@ -245,7 +245,8 @@ class Stack:
             "-c",
             "import json, pathlib; d = pathlib.Path('/srv/jupyterhub/state');"
             "print(json.dumps({p.name: [p.read_text().strip(), oct(p.stat().st_mode & 0o777)]"
-            " for p in d.iterdir() if p.is_file() and not p.name.endswith(('.sqlite', '.pid'))}))",
+            " for p in d.iterdir() if p.is_file() and not p.name.endswith("
+            "('.sqlite', '.sqlite-wal', '.sqlite-shm', '.pid'))}))",  # the database's own files
         ).stdout
         return json.loads(out)
 
