@@ -80,9 +80,8 @@ def test_the_spare_goes_when_the_builder_stops_and_none_is_made_after() -> None:
     assert api.removed == ["box-1"]
 
 
-def test_a_spare_made_while_the_builder_stops_is_removed_at_once() -> None:
-    api = SpareAPI()
-    boxes = SpareBoxes(lambda: api, SETTINGS)
+def spare_being_made(api: SpareAPI, boxes: SpareBoxes) -> tuple[threading.Thread, threading.Event]:
+    """A spare half made: its sandbox's start waits until the event is set."""
     starting, go_on = threading.Event(), threading.Event()
     start = api.start
 
@@ -95,6 +94,13 @@ def test_a_spare_made_while_the_builder_stops_is_removed_at_once() -> None:
     maker = threading.Thread(target=boxes.make_spare)
     maker.start()
     assert starting.wait(5)
+    return maker, go_on
+
+
+def test_a_spare_made_while_the_builder_stops_is_removed_at_once() -> None:
+    api = SpareAPI()
+    boxes = SpareBoxes(lambda: api, SETTINGS)
+    maker, go_on = spare_being_made(api, boxes)
     boxes.make_spare()  # one is being made: not a second one
     boxes.remove_spare()
     go_on.set()
@@ -129,18 +135,7 @@ def test_without_a_builds_network_there_is_no_spare() -> None:
 def test_a_build_that_comes_while_the_spare_is_made_waits_for_it() -> None:
     api = SpareAPI()
     boxes = SpareBoxes(lambda: api, SETTINGS)
-    starting, go_on = threading.Event(), threading.Event()
-    start = api.start
-
-    def slow_start(container: str) -> None:
-        starting.set()
-        go_on.wait(5)
-        start(container)
-
-    api.start = slow_start  # type: ignore[method-assign]
-    maker = threading.Thread(target=boxes.make_spare)
-    maker.start()
-    assert starting.wait(5)
+    maker, go_on = spare_being_made(api, boxes)
     taken: list[Any] = []
     opener = threading.Thread(target=lambda: taken.append(boxes.open("b1")))
     opener.start()
