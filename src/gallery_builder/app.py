@@ -129,8 +129,10 @@ async def serve(settings: BuilderSettings) -> None:
     if boxes:
         log.warning("removed %d build box(es) of interrupted builds", boxes)
     guard = fetch_guard(settings, images)
-    runner = build_runner(settings, images, guard=guard, spare_box=True)
-    runner.make_spare_box()  # the first build need not wait for its box
+    runner = build_runner(settings, images, guard=guard, spare_box=True, spare_repo2docker=True)
+    # The first build need not wait for its box, nor for repo2docker's start-up.
+    runner.make_spare_box()
+    runner.make_spare_repo2docker()
     # After each build: the image check, and the data fill (gallery_builder.after_build).
     after_build = AfterBuild(
         runner,
@@ -175,8 +177,7 @@ async def serve(settings: BuilderSettings) -> None:
         sweeper.cancel()
         await queue.stop()
         await runner.settle()  # the last builds' boxes are gone before the builder is
-        if runner.boxes is not None:
-            await asyncio.to_thread(runner.boxes.remove_spare)
+        await runner.end_spares()
         store.close()
 
 

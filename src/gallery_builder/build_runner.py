@@ -67,6 +67,12 @@ from gallery_builder.repo2docker_command import (
     write_repo2docker_config,
 )
 from gallery_builder.repository_policy import RepositoryRefused
+from gallery_builder.warm_repo2docker import (
+    WARM_ENTRY,
+    SpareRepo2Docker,
+    hand_over,
+    start_waiting,
+)
 from gallery_common.image_compatibility import ImageFacts, facts_from_json
 from gallery_common.image_labels import make_labels, strip_credentials
 
@@ -76,37 +82,6 @@ DEFAULT_GIT_TIMEOUT_S = 60.0
 _ERROR_LINE = re.compile(r"error|fatal|failed|exception", re.IGNORECASE)
 # How the classic builder reports a step killed by SIGKILL (the kernel's OOM killer).
 _KILLED_STEP = re.compile(r"returned a non-zero code: 137")
-
-# A repo2docker started ahead of time: the interpreter imports repo2docker (about half a
-# second) while git fetches and the box is made, then reads its command line, environment
-# and directory as one line of JSON on stdin and runs it (nothing on stdin: it just exits).
-# argv: the entry module (with a main()), then modules to import ahead as well.
-WARM_LAUNCHER = """
-import importlib, json, os, sys, tempfile
-entry = importlib.import_module(sys.argv[1])
-for name in sys.argv[2:]:
-    importlib.import_module(name)
-line = sys.stdin.readline()
-if not line.strip():
-    sys.exit(0)
-request = json.loads(line)
-os.environ.clear()
-os.environ.update(request["env"])
-tempfile.tempdir = None
-os.chdir(request["cwd"])
-sys.argv = request["argv"]
-try:
-    status = entry.main()
-except SystemExit as stop:
-    status = stop.code
-if isinstance(status, str):
-    print(status, file=sys.stderr)
-sys.stdout.flush()
-sys.stderr.flush()
-# Done: no interpreter teardown of everything repo2docker imported.
-os._exit(status if isinstance(status, int) else int(status is not None))
-"""
-WARM_ENTRY = ("repo2docker.__main__", "gallery_builder.docker_api_engine")
 
 
 class BuildError(Exception):
@@ -192,6 +167,7 @@ class BuildRunner:
         trim_slow_imports: bool = False,
         stack: str = "",
         warm_start: bool = False,
+        spare_repo2docker: bool = False,
     ) -> None:
         """Configure the runner.
 
@@ -207,7 +183,9 @@ class BuildRunner:
         below `min_free_disk_gb` free (0: no check); `trim_slow_imports` removes
         rfc3987_syntax from the image; `stack` labels the images with the compose project.
         With `warm_start` (only for the default `repo2docker`, the one of this interpreter)
-        repo2docker is started, and imports itself, while git fetches.
+        repo2docker is started, and imports itself, while git fetches; with
+        `spare_repo2docker` as well, one is started ahead of the next build instead
+        (`warm_repo2docker.SpareRepo2Docker`), each after the build before.
         """
         self.images = images or DockerImages()
         self.repo2docker = repo2docker or _default_repo2docker()
@@ -227,6 +205,11 @@ class BuildRunner:
         self.stack = stack
         self.warm_entry: tuple[str, ...] | None = (
             WARM_ENTRY if warm_start and repo2docker is None else None
+        )
+        self.spare_repo2docker: SpareRepo2Docker | None = (
+            SpareRepo2Docker(self.warm_entry, inherited_environment(base_env), self.work_root)
+            if self.warm_entry is not None and spare_repo2docker
+            else None
         )
         self._housekeeping: set[asyncio.Future[None]] = set()
         # Set by AfterBuild: the engine then checks the image before its last step.
@@ -463,27 +446,23 @@ class BuildRunner:
         asyncio.get_running_loop().run_in_executor(None, self.boxes.close, opening.result())
 
     async def _start_warm(self, state: _BuildState) -> None:
-        """Start repo2docker's interpreter now; `_stream` hands it the build later."""
+        """Take the spare repo2docker, or start its interpreter now; `_stream` hands it the
+        build later."""
         assert self.warm_entry is not None
-        env = {**inherited_environment(self.base_env), "PYTHONUNBUFFERED": "1"}
-        state.process = await spawn(
-            [sys.executable, "-c", WARM_LAUNCHER, *self.warm_entry],
-            env=env,
-            cwd=state.workdir,
-            stderr=asyncio.subprocess.STDOUT,
-            stdin=asyncio.subprocess.PIPE,
-        )
+        if self.spare_repo2docker is not None:
+            state.process = await self.spare_repo2docker.take()
+            if state.process is not None:
+                state.phase("repo2docker was started ahead of this build")
+                return
+        env = inherited_environment(self.base_env)
+        state.process = await start_waiting(self.warm_entry, env, state.workdir)
 
     async def _stream(
         self, argv: list[str], env: dict[str, str], state: _BuildState
     ) -> tuple[int, str]:
         process = state.process
         if process is not None and process.stdin is not None:  # started ahead: hand it over
-            request = {"argv": ["repo2docker", *argv[1:]], "env": env, "cwd": str(state.workdir)}
-            with contextlib.suppress(ConnectionError):  # it died: its output says why
-                process.stdin.write(json.dumps(request).encode() + b"\n")
-                await process.stdin.drain()
-            process.stdin.close()
+            await hand_over(process, argv, env, state.workdir)
         else:
             process = await spawn(
                 argv, env=env, cwd=state.workdir, stderr=asyncio.subprocess.STDOUT
@@ -556,6 +535,8 @@ class BuildRunner:
                     await asyncio.to_thread(job)
             if state.box is not None:
                 self.make_spare_box()  # for the next build, once this one is done
+            if state.process is not None:
+                self.make_spare_repo2docker()
         finally:
             shutil.rmtree(state.workdir, ignore_errors=True)
 
@@ -563,6 +544,21 @@ class BuildRunner:
         """Make a box ahead of the next build, in the background (if the boxes keep one)."""
         if self.boxes is not None:
             self._later([self.boxes.make_spare])
+
+    def make_spare_repo2docker(self) -> None:
+        """Start a repo2docker ahead of the next build, in the background (with
+        `spare_repo2docker`)."""
+        if self.spare_repo2docker is not None:
+            task = asyncio.ensure_future(self.spare_repo2docker.make())
+            self._housekeeping.add(task)
+            task.add_done_callback(self._housekeeping.discard)
+
+    async def end_spares(self) -> None:
+        """End the repo2docker and remove the box kept for the next build (the builder stops)."""
+        if self.spare_repo2docker is not None:
+            await self.spare_repo2docker.end()
+        if self.boxes is not None:
+            await asyncio.to_thread(self.boxes.remove_spare)
 
     def _later(self, jobs: list[Callable[[], None]]) -> None:
         def run_all() -> None:

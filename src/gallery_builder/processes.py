@@ -27,6 +27,11 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
+def kill_group(process: asyncio.subprocess.Process) -> None:
+    """SIGKILL the process's whole group (it must lead its own session), without waiting."""
+    _signal_group(process.pid, signal.SIGKILL)
+
+
 async def terminate_process_group(
     process: asyncio.subprocess.Process, grace_s: float = DEFAULT_KILL_GRACE_S
 ) -> None:

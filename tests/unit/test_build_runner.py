@@ -546,7 +546,7 @@ IMPORTED = time.time()
 def main():
     record = {
         "imported": IMPORTED, "main": time.time(), "argv": sys.argv, "cwd": os.getcwd(),
-        "env": dict(os.environ), "tmp": tempfile.gettempdir(),
+        "env": dict(os.environ), "tmp": tempfile.gettempdir(), "pid": os.getpid(),
     }
     with open(os.environ["FAKE_R2D_OUT"], "w") as handle:
         json.dump(record, handle)
@@ -555,7 +555,7 @@ def main():
 """
 
 
-def warm_runner(tmp_path: Path, **kwargs: Any) -> RunnerSetup:
+def warm_runner(tmp_path: Path, *, spare_repo2docker: bool = False, **kwargs: Any) -> RunnerSetup:
     setup = make_runner(tmp_path, **kwargs)
     (tmp_path / "fake_warm_r2d.py").write_text(FAKE_WARM_MODULE)
     runner = BuildRunner(
@@ -564,9 +564,13 @@ def warm_runner(tmp_path: Path, **kwargs: Any) -> RunnerSetup:
         work_root=setup.work_root,
         base_env={**(setup.runner.base_env or {}), "PYTHONPATH": str(tmp_path)},
         warm_start=True,
+        spare_repo2docker=spare_repo2docker,
     )
     assert runner.warm_entry == build_runner.WARM_ENTRY  # repo2docker and the engine
     runner.warm_entry = ("fake_warm_r2d", "json")
+    if runner.spare_repo2docker is not None:
+        assert runner.spare_repo2docker.entry == build_runner.WARM_ENTRY
+        runner.spare_repo2docker.entry = runner.warm_entry
     setup.runner = runner
     return setup
 
