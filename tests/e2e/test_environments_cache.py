@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -45,6 +46,25 @@ def label_steps(log: str) -> list[str]:
     engine makes instead), and Docker's own step lines."""
     summary = log[log.index("Build steps: ") :].splitlines()
     return [line for line in summary if re.match(r" +\d+\. \w+ +[\d.]+ s  LABEL ", line)]
+
+
+# The builder's processes that run the warm launcher (python -c ... repo2docker.__main__).
+COUNT_LAUNCHERS = """
+import os
+count = 0
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\\0")
+    except OSError:
+        continue
+    count += argv[1:2] == [b"-c"] and b"repo2docker.__main__" in argv
+print(count)
+"""
+
+
+def waiting_repo2dockers(stack) -> int:
+    done = stack.compose("exec", "-T", "builder", "python3", "-c", COUNT_LAUNCHERS)
+    return int(done.stdout.strip())
 
 
 def build(client: EnvironmentsClient, response) -> tuple[dict, str]:
@@ -88,6 +108,8 @@ def test_labels_in_one_step_and_a_notebook_only_commit_from_the_cache(client, st
         assert second["resolved_commit"] == commit != first["resolved_commit"]
         assert second["reused"] is False
         assert "Using the current image of layered:main as the layer cache" in log
+        # Its repo2docker had imported itself before the build came (started after the first).
+        assert "repo2docker was started ahead of this build" in log, log[:3000]
         summary = log[log.index("Build steps: ") :].splitlines()
         deps = next(line for line in summary if 'echo "installing dependencies"' in line)
         assert " cached " in deps, summary
@@ -107,6 +129,11 @@ def test_labels_in_one_step_and_a_notebook_only_commit_from_the_cache(client, st
             k: v for k, v in parent["Config"].items() if k not in ("Labels", "Image")
         }
         assert image["Config"]["Cmd"]
+        # One repo2docker waits for the next build, and only one: each served one build.
+        deadline = time.monotonic() + 10
+        while (waiting := waiting_repo2dockers(stack)) != 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert waiting == 1
     finally:
         current = {env["image"]: env for env in client.list()}
         if "layered:main" in current:
