@@ -32,17 +32,22 @@ a gallery image), so the engine builds the repository without them, exactly as a
 image: a commit of the image with the labels (`label_commit`, what the builder's LABEL
 step does, without a second build request), or, when that cannot keep the image's
 configuration or there is something to trim, a build of a single LABEL instruction.
+Beside the image check run the two things that need not wait for it: making the commit's
+container (`label_commit.CommitAhead`) and, once the check has run, removing its container;
+both are done before the engine's build returns.
 After the build it says which steps came from the layer cache and how long each took.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
 import tarfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,8 +62,13 @@ from traitlets import Bool, Dict, List, Unicode
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from gallery_builder.docker_errors import describe_docker_error
-from gallery_builder.image_probe import CheckError, run_check, slow_import_of
-from gallery_builder.label_commit import commit_fits, commit_labels
+from gallery_builder.image_probe import (
+    CheckError,
+    remove_check_container,
+    run_check,
+    slow_import_of,
+)
+from gallery_builder.label_commit import CommitAhead, commit_fits, commit_labels
 from gallery_common.image_compatibility import COMPATIBILITY_LABEL, facts_from_json
 from gallery_common.image_labels import LABEL_PREFIX, strip_credentials
 
@@ -239,31 +249,51 @@ class DockerAPIEngine(DockerEngine):
         image_id = yield from self._run_build(request, steps)
         if image_id is None:
             raise BuildError("Docker did not say which image it built")
-        # 2. The image check looks inside it: its facts become one more label, and it says
-        #    whether (and where) there is anything to trim.
-        base = self._config_of(image_id)
-        user = str(base.get("User") or "")
-        data = None
-        if self.check_image:
-            yield {"stream": "Checking the image (its Python packages, the gallery's paths)\n"}
-            data = self._check(image_id, user)
-            if data is not None:
-                facts = facts_from_json(data)
-                assert facts is not None  # run_check made sure
-                labels = {**labels, COMPATIBILITY_LABEL: facts.to_label()}
-        # 3. Every label in one step on top of it (a commit, or one LABEL), under the tag.
-        labels = {**own_labels_cleared(base.get("Labels"), labels), **labels}
-        if labels or self.trim_slow_imports:
-            image_id = yield from self._finish(image_id, labels, target, base, data, request, steps)
-        elif target:
-            repository, _, tag = target.rpartition(":") if ":" in target else (target, "", "")
-            self.api_client.tag(image_id, repository, tag or "latest")
+        # What runs beside the check and the last step (making the commit's container,
+        # removing the check's); every call of it is done before the build returns.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="engine-beside") as beside:
+            # 2. The image check looks inside it: its facts become one more label, and it
+            #    says whether (and where) there is anything to trim.
+            base = self._config_of(image_id)
+            user = str(base.get("User") or "")
+            data = None
+            ahead = None
+            try:
+                if self.check_image:
+                    if commit_fits(base):
+                        keys = all_labels(base, {**labels, COMPATIBILITY_LABEL: ""})
+                        ahead = CommitAhead.start(beside.submit, self.api_client, image_id, keys)
+                    yield {
+                        "stream": "Checking the image (its Python packages, the gallery's paths)\n"
+                    }
+                    data = self._check(image_id, user, remove=beside.submit)
+                    if data is not None:
+                        facts = facts_from_json(data)
+                        assert facts is not None  # run_check made sure
+                        labels = {**labels, COMPATIBILITY_LABEL: facts.to_label()}
+                # 3. Every label in one step on top of it (a commit, or one LABEL), under the tag.
+                labels = all_labels(base, labels)
+                if labels or self.trim_slow_imports:
+                    image_id = yield from self._finish(
+                        image_id, labels, target, base, data, request, steps, ahead
+                    )
+                elif target:
+                    repository, _, tag = (
+                        target.rpartition(":") if ":" in target else (target, "", "")
+                    )
+                    self.api_client.tag(image_id, repository, tag or "latest")
+            finally:
+                if ahead is not None:  # not taken (a LABEL build step instead): it goes
+                    ahead.discard(self.api_client)
         for line in steps.summary():
             yield {"stream": line + "\n"}
 
-    def _check(self, image_id: str, user: str) -> dict | None:
+    def _check(
+        self, image_id: str, user: str, remove: Callable[..., object] | None = None
+    ) -> dict | None:
         """Run the image check on `image_id`; its data (also into `facts_file`), None if it
-        could not run (the reason goes into `facts_file`)."""
+        could not run (the reason goes into `facts_file`). `remove(function, api, id)`
+        removes its container (default: at once)."""
         started = time.monotonic()
         try:
             data = run_check(
@@ -273,6 +303,11 @@ class DockerAPIEngine(DockerEngine):
                 name=self.check_container_name or f"gallery-check-{image_id[-12:]}",
                 uid=self.check_uid,
                 user=user,
+                remove=(
+                    functools.partial(remove, remove_check_container, self.api_client)
+                    if remove is not None
+                    else None
+                ),
             )
             result: dict[str, Any] = {"data": data}
         except CheckError as e:
@@ -294,8 +329,11 @@ class DockerAPIEngine(DockerEngine):
         data: dict | None,
         request: Mapping[str, Any],
         steps: StepLog,
+        ahead: CommitAhead | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """The last step: labels (and the trim), falling back to labels alone if it fails."""
+        """The last step: labels (and the trim), falling back to labels alone if it fails.
+
+        `ahead`: the commit's container, made while the check ran (taken if it fits)."""
         limits = request["container_limits"]
         user = str(base.get("User") or "")
         trim: list[tuple[str, bool]] = []
@@ -321,7 +359,10 @@ class DockerAPIEngine(DockerEngine):
         if commit_fits(base):
             started = time.monotonic()
             try:
-                built = commit_labels(self.api_client, image_id, base, labels, target or "")
+                made = ahead.take(self.api_client, labels) if ahead is not None else None
+                built = commit_labels(
+                    self.api_client, image_id, base, labels, target or "", container=made
+                )
             except _TRANSPORT_ERRORS as e:
                 yield {"stream": f"Could not commit the labels ({describe_docker_error(e)})\n"}
             else:
@@ -553,6 +594,12 @@ def _dockerfile_string(text: str) -> str:
     """`text` as a double-quoted Dockerfile word: no escapes or $variables interpreted."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
     return f'"{escaped}"'
+
+
+def all_labels(base: Mapping[str, Any], labels: Mapping[str, str]) -> dict[str, str]:
+    """`labels` and blanks for the gallery's labels the image has but `labels` does not set
+    (the last step's labels; `base` is the image's Config)."""
+    return {**own_labels_cleared(base.get("Labels"), labels), **labels}
 
 
 def own_labels_cleared(

@@ -9,9 +9,10 @@ step, inside repo2docker's process): kept free of heavy imports for that.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -210,12 +211,14 @@ def run_check(
     uid: str = "1000",
     timeout_s: float = 120,
     user: str = "",
+    remove: Callable[[str], object] | None = None,
 ) -> dict:
     """Run the check in a throw-away container of `image` (no network, no capabilities, the
     user servers' uid); the JSON object it printed. CheckError if it cannot.
 
     `user` is the image's USER, so the check can say whether that user could remove the slow
-    import by itself.
+    import by itself. `remove` removes the container once it has run (default: at once; the
+    engine removes it in the background while its last step runs).
     """
     container = api.create_container(
         image=image,
@@ -243,10 +246,15 @@ def run_check(
             raise CheckError(f"the check did not finish in {timeout_s:g} s") from e
         output = api.logs(container["Id"], stdout=True, stderr=True).decode(errors="replace")
     finally:
-        with contextlib.suppress(NotFound):
-            api.remove_container(container["Id"], force=True)
+        (remove or functools.partial(remove_check_container, api))(container["Id"])
     data = check_data(output)
     if data is None or facts_from_json(data) is None:
         tail = output.strip().splitlines()[-3:]
         raise CheckError(f"the check exited with {status}: {' / '.join(tail) or 'no output'}")
     return data
+
+
+def remove_check_container(api: Any, container: str) -> None:
+    """Remove the check's container (gone already: nothing to do)."""
+    with contextlib.suppress(NotFound):
+        api.remove_container(container, force=True)

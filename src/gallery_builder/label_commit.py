@@ -14,12 +14,19 @@ container's: user, environment, working directory and the others are the image's
 container is made from it unchanged), except the command, which is this module's. So an
 image with neither a command nor an entrypoint (it would get that command) gets the LABEL
 build step instead (`commit_fits`).
+
+The container can be made ahead, while the image check runs (`CommitAhead`): it depends
+only on the image and on the label keys (its command is the history entry), which are
+known before the check unless the check fails (then it has one key fewer, and a container
+for the keys the labels really have is made when they are known).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 from docker.errors import NotFound
@@ -30,23 +37,81 @@ def commit_fits(config: Mapping[str, Any]) -> bool:
     return bool(config.get("Cmd") or config.get("Entrypoint"))
 
 
-def commit_labels(
-    api: Any, image_id: str, config: Mapping[str, Any], labels: Mapping[str, str], tag: str
-) -> str:
-    """The id of `image_id` with `labels` added (on a clash they win), tagged `tag` if given.
-
-    `config` is the image's own (`Config` of its inspect data). Docker errors propagate.
-    """
+def commit_container(api: Any, image_id: str, keys: Iterable[str]) -> str:
+    """A container of `image_id` that never starts, to commit with labels named `keys`."""
     container = api.create_container(
         image=image_id,
-        command=["/bin/sh", "-c", f"#(nop) LABEL {' '.join(sorted(labels))}"],
+        command=["/bin/sh", "-c", f"#(nop) LABEL {' '.join(sorted(keys))}"],
         network_disabled=True,
         host_config=api.create_host_config(network_mode="none"),
     )
+    return str(container["Id"])
+
+
+def remove_commit_container(api: Any, container: str) -> None:
+    """Remove a commit container (and an anonymous volume an image's VOLUME gave it)."""
+    with contextlib.suppress(NotFound):
+        api.remove_container(container, v=True, force=True)
+
+
+@dataclass
+class CommitAhead:
+    """A commit container being made (in `future`) for the labels named `keys`."""
+
+    future: Future[str]
+    keys: frozenset[str]
+    taken: bool = False
+
+    @classmethod
+    def start(
+        cls, submit: Callable[..., Future[str]], api: Any, image_id: str, keys: Iterable[str]
+    ) -> CommitAhead:
+        """Make the container in the background (`submit`: an executor's)."""
+        keys = frozenset(keys)
+        return cls(submit(commit_container, api, image_id, keys), keys)
+
+    def take(self, api: Any, keys: Iterable[str]) -> str | None:
+        """The container when it was made for exactly `keys`; else None (it is removed).
+
+        Only the first call can take it; later ones get None."""
+        if self.taken:
+            return None
+        self.taken = True
+        try:
+            container = self.future.result()
+        except Exception:  # making it failed: the commit makes its own (and says why)
+            return None
+        if frozenset(keys) == self.keys:
+            return container
+        remove_commit_container(api, container)
+        return None
+
+    def discard(self, api: Any) -> None:
+        """Remove the container unless it was taken."""
+        self.take(api, ())
+
+
+def commit_labels(
+    api: Any,
+    image_id: str,
+    config: Mapping[str, Any],
+    labels: Mapping[str, str],
+    tag: str,
+    *,
+    container: str | None = None,
+) -> str:
+    """The id of `image_id` with `labels` added (on a clash they win), tagged `tag` if given.
+
+    `config` is the image's own (`Config` of its inspect data); `container` one made ahead
+    for these labels' keys (`commit_container`), removed here as one made here is. Docker
+    errors propagate.
+    """
+    if container is None:
+        container = commit_container(api, image_id, labels)
     try:
         repository, _, name = tag.rpartition(":") if ":" in tag else (tag, "", "")
         committed = api.commit(
-            container["Id"],
+            container,
             repository=repository or None,
             tag=(name or "latest") if repository else None,
             conf={
@@ -56,7 +121,5 @@ def commit_labels(
             },
         )
     finally:
-        with contextlib.suppress(NotFound):
-            # v: an image's VOLUME gets an anonymous volume at create; it goes too.
-            api.remove_container(container["Id"], v=True, force=True)
+        remove_commit_container(api, container)
     return str(committed["Id"])

@@ -810,13 +810,17 @@ def test_the_labels_and_facts_are_one_commit_of_the_image_when_it_has_a_command(
     engine.layers_file = str(layers)
     logged = run_like_repo2docker(engine.build(path="/ctx", tag="demo:gallery-build-b1"))
     # One build (the repository's), the check, then the commit: no second build request.
-    assert client.order == ["build", "check", "label container", "commit"]
+    # The commit's container is made while the check runs (it needs only the label keys).
+    assert sorted(client.order[1:3]) == ["check", "label container"]
+    assert client.order[0] == "build" and client.order[3:] == ["commit"]
     assert len(client.build_calls) == 1
     (commit,) = client.commits
-    label_container = client.containers[1]
-    assert commit["container"] == "c2" and label_container["image"] == "sha256:feedface"
+    label_id, label_container = label_container_of(client)
+    assert commit["container"] == label_id and label_container["image"] == "sha256:feedface"
     assert label_container["network_disabled"] is True  # and never started
-    assert client.removed == ["c1", "c2"] and client.removed_volumes[-1] is True
+    assert label_container["command"][-1] == "#(nop) LABEL " + " ".join(sorted(conf_labels(commit)))
+    assert sorted(client.removed) == ["c1", "c2"]
+    assert dict(zip(client.removed, client.removed_volumes, strict=True))[label_id] is True
     assert (commit["repository"], commit["tag"]) == ("demo", "gallery-build-b1")
     # The image's own configuration, with the labels (the builder's win; others stay).
     conf = commit["conf"]
@@ -854,8 +858,8 @@ def test_without_a_command_or_when_the_commit_fails_the_labels_are_a_label_build
         commit_raises=api_error(500, "commit failed"),
     )
     logged = run_like_repo2docker(checking_engine(client, tmp_path).build(path="/ctx", tag="t:1"))
-    assert client.order == ["build", "check", "label container", "commit", "build"]
-    assert client.removed == ["c1", "c2"]
+    assert client.order[-2:] == ["commit", "build"]
+    assert sorted(client.removed) == ["c1", "c2"]
     assert any("Could not commit the labels" in line for line in logged)
     assert COMPATIBILITY_LABEL in label_build_any(client.build_calls[1])
     # Something to trim: the one build step that removes it and adds the labels, as before.
@@ -865,3 +869,53 @@ def test_without_a_command_or_when_the_commit_fails_the_labels_are_a_label_build
     )
     list(checking_engine(client, tmp_path).build(path="/ctx", tag="t:1"))
     assert client.commits == [] and "RUN rm -rf" in _dockerfile(client.build_calls[1])
+    # The commit's container made while the check ran is not left behind.
+    assert sorted(client.removed) == ["c1", "c2"]
+
+
+def test_a_failed_check_gets_a_commit_container_for_the_labels_it_really_has(
+    tmp_path: Path,
+) -> None:
+    # (Nothing to trim: a failed check would otherwise mean a search, in a build step.)
+    client = CommittingClient(
+        "no marker line", images={"sha256:feedface": {"Config": SERVER_CONFIG}}
+    )
+    list(no_trim_engine(client, tmp_path).build(path="/ctx", tag="t:1"))
+    (commit,) = client.commits
+    # The one made ahead expected the facts label, which the image keeps (a blank: the
+    # check's facts are unknown); the same keys: it is used.
+    label_id, _ = label_container_of(client)
+    assert commit["container"] == label_id
+    assert conf_labels(commit)[COMPATIBILITY_LABEL] == ""
+    assert sorted(client.removed) == ["c1", "c2"]
+    # An image without the facts label: the keys differ; a container for them instead.
+    plain = {**SERVER_CONFIG, "Labels": {"maintainer": "someone"}}
+    client = CommittingClient("no marker line", images={"sha256:feedface": {"Config": plain}})
+    list(no_trim_engine(client, tmp_path).build(path="/ctx", tag="t:1"))
+    (commit,) = client.commits
+    assert COMPATIBILITY_LABEL not in conf_labels(commit)
+    made = [c for c in client.containers if c["command"][-1].startswith("#(nop) LABEL")]
+    assert len(made) == 2 and COMPATIBILITY_LABEL in made[0]["command"][-1]
+    assert made[1]["command"][-1] == "#(nop) LABEL " + " ".join(sorted(conf_labels(commit)))
+    assert sorted(client.removed) == ["c1", "c2", "c3"]
+
+
+def no_trim_engine(client: CheckingClient, tmp_path: Path) -> DockerAPIEngine:
+    engine = checking_engine(client, tmp_path)
+    engine.trim_slow_imports = False
+    return engine
+
+
+def label_container_of(client: CommittingClient) -> tuple[str, dict[str, Any]]:
+    """The id and arguments of the (one) commit container the engine made."""
+    (found,) = [
+        (f"c{number}", kwargs)
+        for number, kwargs in enumerate(client.containers, start=1)
+        if kwargs["command"][-1].startswith("#(nop) LABEL")
+    ]
+    return found
+
+
+def conf_labels(commit: dict[str, Any]) -> dict[str, str]:
+    """The labels a commit gave, without the image's own that the builder does not set."""
+    return {k: v for k, v in commit["conf"]["Labels"].items() if k != "maintainer"}
