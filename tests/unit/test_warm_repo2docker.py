@@ -26,15 +26,21 @@ from .test_build_runner import (
 pytestmark = needs_git
 
 
-def test_a_build_takes_the_repo2docker_started_ahead_and_a_new_one_waits_after_it(
-    repo: Repo, tmp_path: Path
-) -> None:
+def spare_runner(tmp_path: Path, repo: Repo, build_id: str) -> tuple[Any, SpareRepo2Docker]:
+    """A runner with a spare repo2docker (not started yet) and a build `build_id` to run."""
     setup = warm_runner(tmp_path, spare_repo2docker=True)
     spare = setup.runner.spare_repo2docker
     assert spare is not None
+    built_by_repo2docker(setup, "demo:trunk", build_id, labels_for(repo, repo.trunk))
+    return setup, spare
+
+
+def test_a_build_takes_the_repo2docker_started_ahead_and_a_new_one_waits_after_it(
+    repo: Repo, tmp_path: Path
+) -> None:
+    setup, spare = spare_runner(tmp_path, repo, "b1")
     # What the spare starts from, and no build's: this must not reach the build.
     spare.env["LEFT_FROM_THE_SPARE"] = "1"
-    built_by_repo2docker(setup, "demo:trunk", "b1", labels_for(repo, repo.trunk))
     lines = LogLines()
 
     async def scenario() -> tuple[Any, float, int, int | None]:
@@ -71,10 +77,7 @@ def test_a_build_takes_the_repo2docker_started_ahead_and_a_new_one_waits_after_i
 def test_a_spare_that_died_is_not_taken_and_the_build_starts_its_own(
     repo: Repo, tmp_path: Path
 ) -> None:
-    setup = warm_runner(tmp_path, spare_repo2docker=True)
-    spare = setup.runner.spare_repo2docker
-    assert spare is not None
-    built_by_repo2docker(setup, "demo:trunk", "b2", labels_for(repo, repo.trunk))
+    setup, spare = spare_runner(tmp_path, repo, "b2")
     lines = LogLines()
 
     async def scenario() -> tuple[Any, int]:
