@@ -11,9 +11,13 @@ one run, measures:
   the rendered page holds the output (p50, p95; ratio and difference to the floor);
 - warm: 20 sequential launches of an example with a warm server, the pool refilled
   between them (p50, p95);
+- crowd floors: 20 of the floor's `docker run` asked for at the same moment, until the
+  last renders: all started together, and 2 at a time as the stack starts them (what
+  the host allows a crowd without the hub);
 - 20 simultaneous cold launches (20 visitors, each on the gallery page already, click
-  Launch at the same moment; counted from that click): time until the last is rendered,
-  failures;
+  Launch at the same moment; counted from that click): time until the last is rendered
+  (and its ratio to the crowd floor 2 at a time), failures, how long launches waited in
+  line;
 - 20 simultaneous launches against a pool of 5: time until the first 5 are rendered;
 - memory: an idle warm server, and the hub's RSS with 40 servers running.
 
@@ -66,20 +70,28 @@ def wait_for(url: str, session: requests.Session, timeout: float = 300) -> None:
     raise AssertionError(f"{url} never showed the output")
 
 
-def wait_progress(stack, session: requests.Session, visitor: str, example: str) -> None:
-    """What JupyterHub's progress page does: follow the server's progress events to ready."""
+def wait_progress(stack, session: requests.Session, visitor: str, example: str) -> float:
+    """What JupyterHub's progress page does: follow the server's progress events to ready.
+    Returns when (perf_counter) the launch was out of the start queue's line."""
     xsrf = session.cookies.get("_xsrf", path="/hub/")
+    out_of_line = None
     url = stack.url(f"/hub/api/users/{visitor}/servers/{example}/progress")
     with session.get(url, params={"_xsrf": xsrf}, stream=True, timeout=600) as events:
         for line in events.iter_lines(decode_unicode=True):
             if line and line.startswith("data:"):
                 event = json.loads(line[5:])
+                message = event.get("message", "")
+                # The first event is JupyterHub's own ("Server requested", progress 0).
+                if out_of_line is None and event.get("progress", 0) > 0 and IN_LINE not in message:
+                    out_of_line = time.perf_counter()
                 if event.get("ready"):
-                    return
+                    return out_of_line or time.perf_counter()
                 if event.get("failed"):
                     raise AssertionError(f"{visitor}'s {example} failed: {event.get('message')}")
 
 
+START_CONCURRENCY = 2  # the stack's default GALLERY_START_CONCURRENCY
+IN_LINE = "Waiting for a free slot"  # the progress page while a launch is in line
 FLOOR_LIMITS = [
     "--memory", "2g", "--cpus", "1", "--pids-limit", "512", "--cap-drop", "ALL",
     "--security-opt", "no-new-privileges", "--user", "1000",
@@ -174,6 +186,15 @@ def floor_singleuser(image: str, network: str) -> float:
     )  # fmt: skip
 
 
+def crowd_floor(image: str, network: str, count: int, at_once: int) -> float:
+    """`count` floor servers asked for at the same moment, `at_once` of them starting at a
+    time: seconds until the last renders (a crowd of cold launches without any hub)."""
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=at_once) as threads:
+        list(threads.map(lambda _: floor_singleuser(image, network), range(count)))
+    return time.perf_counter() - start
+
+
 def gallery_form(stack) -> tuple[requests.Session, str]:
     """A new visitor on the gallery page: its session and the page's XSRF token."""
     session = requests.Session()
@@ -181,8 +202,11 @@ def gallery_form(stack) -> tuple[requests.Session, str]:
     return session, xsrf
 
 
-def launch_until_rendered(stack, session: requests.Session, xsrf: str, example: str) -> str:
-    """The visitor clicks Launch, then waits as its browser would: its name."""
+def launch_until_rendered(
+    stack, session: requests.Session, xsrf: str, example: str
+) -> tuple[str, float]:
+    """The visitor clicks Launch, then waits as its browser would: its name, and when
+    (perf_counter) it was out of the start queue's line."""
     answer = session.post(
         stack.url(f"/hub/gallery/launch/{example}"),
         data={"_xsrf": xsrf},
@@ -191,17 +215,18 @@ def launch_until_rendered(stack, session: requests.Session, xsrf: str, example: 
     )
     assert answer.status_code == 303, (answer.status_code, answer.text[:300])
     visitor = VISITOR.search(answer.headers["Location"]).group(1)
+    out_of_line = time.perf_counter()
     if "/spawn-pending/" in answer.headers["Location"]:
-        wait_progress(stack, session, visitor, example)
+        out_of_line = wait_progress(stack, session, visitor, example)
     wait_for(stack.url(f"/user/{visitor}/{example}/voila/render/app.ipynb"), session)
-    return visitor
+    return visitor, out_of_line
 
 
 def click(stack, example: str) -> tuple[float, requests.Session, str]:
     """One new visitor clicks Launch: (seconds until rendered, its session, its name)."""
     session, xsrf = gallery_form(stack)
     start = time.perf_counter()
-    visitor = launch_until_rendered(stack, session, xsrf, example)
+    visitor, _ = launch_until_rendered(stack, session, xsrf, example)
     return time.perf_counter() - start, session, visitor
 
 
@@ -255,9 +280,10 @@ def set_warm(gallery_file: Path, count: int) -> None:
         f.truncate()
 
 
-def crowd(stack, example: str, count: int) -> list[tuple[float | None, float]]:
+def crowd(stack, example: str, count: int) -> list[tuple[float | None, float, float]]:
     """`count` visitors on the gallery page click at the same moment: (seconds until
-    rendered or None, the same seconds counted from the common click)."""
+    rendered or None, the same seconds counted from the common click, seconds until out
+    of the start queue's line)."""
     forms = [gallery_form(stack) for _ in range(count)]
     clicked = threading.Barrier(count + 1)
     start = 0.0
@@ -265,11 +291,11 @@ def crowd(stack, example: str, count: int) -> list[tuple[float | None, float]]:
     def one(form):
         clicked.wait()
         try:
-            launch_until_rendered(stack, *form, example)
+            _, out_of_line = launch_until_rendered(stack, *form, example)
         except (AssertionError, requests.RequestException):
-            return None, time.perf_counter() - start
+            return None, time.perf_counter() - start, 0.0
         seconds = time.perf_counter() - start
-        return seconds, seconds
+        return seconds, seconds, out_of_line - start
 
     with ThreadPoolExecutor(max_workers=count) as threads:
         results = [threads.submit(one, form) for form in forms]
@@ -361,12 +387,12 @@ def main() -> None:
             )
             with standin_hub(image, stack.project) as network:
                 floors = [floor_singleuser(image, network) for _ in range(3)]
-            base = statistics.median(floors)
-            lines.append(
-                "floor: the stack's command (jupyterhub-singleuser with Voila) and limits, "
-                f"docker run until rendered: median {base:.2f} s of 3 "
-                f"({min(floors):.2f}-{max(floors):.2f})"
-            )
+                base = statistics.median(floors)
+                lines.append(
+                    "floor: the stack's command (jupyterhub-singleuser with Voila) and limits, "
+                    f"docker run until rendered: median {base:.2f} s of 3 "
+                    f"({min(floors):.2f}-{max(floors):.2f})"
+                )
 
             cold = []
             for _ in range(args.launches):
@@ -383,12 +409,24 @@ def main() -> None:
             lines.append(report(f"warm pool, {args.launches} sequential", warm, base))
             set_warm(gallery_file, 0)
 
-            results = crowd(stack, "demo", args.crowd)
-            done = [s for s, _ in results if s is not None]
-            last = max(t for _, t in results)
+            with standin_hub(image, stack.project) as network:
+                all_at_once = crowd_floor(image, network, args.crowd, args.crowd)
+                in_turn = crowd_floor(image, network, args.crowd, START_CONCURRENCY)
             lines.append(
-                f"{args.crowd} simultaneous cold: last rendered after {last:.2f} s, "
-                f"{len(results) - len(done)} failed, p50 {percentile(done, 0.5):.2f} s"
+                f"crowd floors: {args.crowd} of the floor's docker run asked for at once, "
+                f"until the last rendered: all started together {all_at_once:.2f} s, "
+                f"{START_CONCURRENCY} at a time (as the stack starts them) {in_turn:.2f} s"
+            )
+            results = crowd(stack, "demo", args.crowd)
+            done = [s for s, _, _ in results if s is not None]
+            last = max(t for _, t, _ in results)
+            in_line = [q for s, _, q in results if s is not None]
+            lines.append(
+                f"{args.crowd} simultaneous cold: last rendered after {last:.2f} s "
+                f"({last / in_turn:.2f}x the floor {START_CONCURRENCY} at a time), "
+                f"{len(results) - len(done)} failed, p50 {percentile(done, 0.5):.2f} s; "
+                f"waits in line: p50 {percentile(in_line, 0.5):.2f} s, "
+                f"longest {max(in_line):.2f} s"
             )
             stop_visitors(stack, token)
 
@@ -405,7 +443,7 @@ def main() -> None:
                 ]
             )
             results = crowd(stack, "warmdemo", args.crowd)
-            finishes = sorted(t for s, t in results if s is not None)
+            finishes = sorted(t for s, t, _ in results if s is not None)
             lines.append(
                 f"{args.crowd} simultaneous against a pool of 5: first 5 rendered after "
                 f"{finishes[min(4, len(finishes) - 1)]:.2f} s, last after {finishes[-1]:.2f} s, "

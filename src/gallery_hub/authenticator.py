@@ -89,6 +89,7 @@ class GalleryHandlersMixin(LoggingConfigurable):
                 empty=list,
             ),
             admission=limits.admission,
+            start_queue=limits.start_queue,
             thumbnails_dir=self.thumbnails_dir,
             verification=verification,
         )
@@ -110,6 +111,7 @@ class GalleryHandlersMixin(LoggingConfigurable):
                 set_cpu_shares=lambda container, shares: client.api.update_container(
                     container, cpu_shares=shares
                 ),
+                hold_starts=lambda seconds: limits.start_queue().hold(seconds),
             )
             context.pool.start()
         if verification.enabled:

@@ -50,6 +50,7 @@ from gallery_hub.gallery_verification import GalleryVerification
 from gallery_hub.launch_limits import Refusal
 from gallery_hub.share_params import ParamError, query_string, share_params
 from gallery_hub.spawner import LaunchRefused, broken_refusal
+from gallery_hub.start_queue import StartQueue
 from gallery_hub.verification import Verification
 from gallery_hub.visitors import VISITOR_PREFIX, is_visitor, make_visitor
 from gallery_hub.warm_pool import WarmPool
@@ -65,6 +66,7 @@ class GalleryContext:
     built_images: CachedValue  # image name -> Environment
     builder_environments: CachedValue  # the builder's latest build of each image
     admission: Callable[[], Admission]
+    start_queue: Callable[[], StartQueue]
     thumbnails_dir: str
     verification: GalleryVerification
     pool: WarmPool | None = None
@@ -237,6 +239,9 @@ class LaunchHandler(GalleryBaseHandler):
                 self.redirect(landing_url(warm, example, view, query), status=303)
                 return
             address = None  # counted above
+        # A claim just made holds new starts while its app renders: this launch's own
+        # work on the hub (a visitor, its OAuth client) waits for the hold too.
+        await self.gallery.start_queue().unheld()
         if user is None or is_visitor(user):
             # Reserve room before a visitor exists: a full gallery leaves no visitor behind.
             name = user.name if user is not None else VISITOR_PREFIX + secrets.token_hex(8)

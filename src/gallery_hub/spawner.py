@@ -461,13 +461,13 @@ class GallerySpawner(DockerSpawner):
             self.user_options = {**self.user_options, "image": image}
         defaults = self.default_limits()  # read before this start changes mem/cpu_limit
         self.image = await self.check_allowed(image)
-        inspect = await self.docker("inspect_image", self.image)
-        self.image_env = tuple((inspect.get("Config") or {}).get("Env") or ())
-        self.refuse_incompatible((inspect.get("Config") or {}).get("Labels"))
+        image_config = (await self.docker("inspect_image", self.image)).get("Config") or {}
+        self.image_env = tuple(image_config.get("Env") or ())
+        self.refuse_incompatible(image_config.get("Labels"))
         data = gallery_source(Path(self.gallery_file)).current().data_for(self.image)
         if data is not None:
             self.volumes = {await self.data_folder(self.image, data): data.path_mount()}
-        labels = parse_labels((inspect.get("Config") or {}).get("Labels"))
+        labels = parse_labels(image_config.get("Labels"))
         limits = limits_for(labels, defaults, maximum=self.maximum_limits())
         self.mem_limit = limits.mem_bytes
         self.cpu_limit = limits.cpu

@@ -7,7 +7,8 @@ next render's kernel started ahead (spare_kernel.py): only then is it ready. A
 click claims one (`WarmPool.claim`, synchronous, so a warm server goes to one browser
 only): the browser gets that visitor's login cookie and lands on the app; the visitor
 joins `gallery-visitors`, its clock starts at the click, and a replacement starts in
-the background.
+the background. For CLAIM_FIRST_S after a claim no other server begins to start (a hold
+on the start queue): the claimed app renders first, the crowd's cold launches wait.
 
 The pool starts its servers through the hub's own REST API, with a token limited to its
 group, so every start passes the spawner's admission like any other (warm servers count
@@ -46,6 +47,9 @@ log = logging.getLogger("gallery_hub")
 # Seconds after a claim before the pool starts a replacement (measured on 2 cores: the
 # claimed render took 1.1-1.9 s while a replacement started next to it, ~0.8 s without).
 REFILL_DELAY_S = 5.0
+# Seconds after a claim in which no other server begins to start (the start queue's
+# hold): the claimed app's render gets the CPU first, cold launches wait that long.
+CLAIM_FIRST_S = 1.5
 # How long a primed server may take to have its spare kernel answering (at its low CPU
 # weight ~1.2 s here); past it, the server is handed out without one.
 SPARE_WAIT_S = 20.0
@@ -132,6 +136,7 @@ class WarmPool:
         image_ids: Callable[[set[str]], dict[str, str | None]],
         container_images: Callable[[dict[str, str]], dict[str, str | None]],
         set_cpu_shares: Callable[[str, int], None] = lambda container, shares: None,
+        hold_starts: Callable[[float], None] = lambda seconds: None,
         interval_s: float = 5.0,
         refill_delay_s: float = REFILL_DELAY_S,
         clock: Callable[[], float] = time.monotonic,
@@ -146,6 +151,7 @@ class WarmPool:
         self.image_ids = image_ids
         self.container_images = container_images
         self.set_cpu_shares = set_cpu_shares
+        self.hold_starts = hold_starts
         self.interval_s = interval_s
         self.refill_delay_s = refill_delay_s
         self.clock = clock
@@ -176,6 +182,7 @@ class WarmPool:
             self.app.db.commit()
             log.info("warm pool: %s claimed %s's %s", "a click", user.name, example_id)
             self._refill_after = self.clock() + self.refill_delay_s
+            self.hold_starts(CLAIM_FIRST_S)
             asyncio.get_running_loop().call_later(self.refill_delay_s, self.wake)
             return user
         return None

@@ -247,6 +247,22 @@ def test_a_launch_makes_a_visitor_and_answers_with_the_progress_page(hub_config)
     serve(hub_config, scenario)
 
 
+def test_a_cold_launch_during_a_claims_hold_makes_its_visitor_after_the_hold(hub_config):
+    async def scenario(app, browser):
+        visitor = browser()
+        _, xsrf = await visitor.gallery_form()
+        GalleryLimits.instance().start_queue().hold(0.5)  # what a claim does
+        launch = asyncio.ensure_future(
+            visitor.request("POST", "/hub/gallery/launch/demo", {"_xsrf": xsrf, "view": "voila"})
+        )
+        await asyncio.sleep(0.3)
+        assert not launch.done() and visitors(app) == []  # no work on the hub yet
+        answer = await asyncio.wait_for(launch, 5)
+        assert answer.code == 303 and len(visitors(app)) == 1
+
+    serve(hub_config, scenario)
+
+
 def test_unknown_unbuilt_and_unsigned_launches_are_refused(hub_config):
     async def scenario(app, browser):
         visitor = browser()

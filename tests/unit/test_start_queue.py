@@ -81,3 +81,81 @@ def test_an_error_inside_frees_the_slot():
             assert queue.position("y") == 0
 
     asyncio.run(scenario())
+
+
+def test_a_hold_lets_no_new_start_begin_until_it_ends_then_fills_every_free_slot():
+    async def scenario():
+        queue = StartQueue(2)
+        began: list[str] = []
+
+        async def start(key):
+            async with queue.turn(key):
+                began.append(key)
+                await asyncio.sleep(1)
+
+        queue.hold(0.2)
+        tasks = [asyncio.ensure_future(start(k)) for k in "abc"]
+        await asyncio.sleep(0.1)
+        assert began == [] and [queue.position(k) for k in "abc"] == [1, 2, 3]
+        await asyncio.sleep(0.2)
+        assert began == ["a", "b"]  # both free slots, not one
+        assert queue.position("c") == 1
+        for task in tasks:
+            task.cancel()
+
+    asyncio.run(scenario())
+
+
+def test_a_start_under_way_goes_on_through_a_hold_and_its_slot_waits_for_the_end():
+    async def scenario():
+        queue = StartQueue(1)
+        began: list[str] = []
+        first_done = asyncio.Event()
+
+        async def start(key, seconds):
+            async with queue.turn(key):
+                began.append(key)
+                await asyncio.sleep(seconds)
+            if key == "a":
+                first_done.set()
+
+        a = asyncio.ensure_future(start("a", 0.05))
+        await asyncio.sleep(0.01)
+        queue.hold(0.3)
+        b = asyncio.ensure_future(start("b", 0))
+        await first_done.wait()
+        await asyncio.sleep(0.05)
+        assert began == ["a"]  # a finished inside the hold; b still waits
+        await asyncio.wait_for(b, 1)
+        assert began == ["a", "b"]
+        await a
+
+    asyncio.run(scenario())
+
+
+def test_a_longer_hold_wins_and_a_shorter_one_does_not_cut_it():
+    async def scenario():
+        queue = StartQueue(1)
+        loop = asyncio.get_running_loop()
+        queue.hold(0.3)
+        queue.hold(0.05)  # shorter: the 0.3 s stays
+        started = loop.time()
+        async with queue.turn("a"):
+            waited = loop.time() - started
+        assert waited >= 0.25
+
+    asyncio.run(scenario())
+
+
+def test_unheld_returns_at_once_without_a_hold_and_at_its_end_with_one():
+    async def scenario():
+        queue = StartQueue(2)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await queue.unheld()
+        assert loop.time() - started < 0.05
+        queue.hold(0.2)
+        await queue.unheld()
+        assert loop.time() - started >= 0.19
+
+    asyncio.run(scenario())

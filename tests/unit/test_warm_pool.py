@@ -121,6 +121,21 @@ def test_a_replacement_waits_until_the_claimed_app_has_rendered(monkeypatch):
     assert not pool._may_start()
 
 
+def test_a_claim_holds_other_starts_so_the_claimed_app_renders_first(monkeypatch):
+    monkeypatch.setattr(warm_pool, "claim_warm_visitor", lambda db, u: None)
+    holds = []
+    pool = make_pool({"w1": warm_user("w1")})
+    pool.hold_starts = holds.append
+    pool._ready = {"a": ["w1"]}
+
+    async def clicks():
+        return pool.claim("a"), pool.claim("a")
+
+    claimed, none = asyncio.run(clicks())
+    assert claimed is not None and none is None
+    assert holds == [warm_pool.CLAIM_FIRST_S]  # one hold per claim, none without one
+
+
 def test_claims_of_an_example_without_warm_servers_find_none():
     assert make_pool({}).claim("nothing") is None
 
