@@ -6,7 +6,9 @@ one run, measures:
   (`jupyterhub-singleuser` with Voila; same CPU, memory, pids, capabilities, user and
   /tmp), answering to a stand-in of the hub's API (benchmarks/standin_hub.py, in its own
   container), until Voila answers with the notebook's output: the least any launch could
-  take. Also shown: Jupyter Server with Voila alone (what jupyterhub-singleuser adds);
+  take; and the CPU its container used until then (times 20, over the host's cores: the
+  least time a crowd of 20 can take). Also shown: Jupyter Server with Voila alone (what
+  jupyterhub-singleuser adds);
 - cold: 20 sequential launches, each a new visitor, from the POST of the Launch form until
   the rendered page holds the output (p50, p95; ratio and difference to the floor);
 - warm: 20 sequential launches of an example with a warm server, the pool refilled
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import socket
 import statistics
@@ -39,6 +42,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import requests
 import yaml
@@ -120,8 +124,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def timed_server(run_args: list[str], url: str, headers: dict[str, str]) -> float:
-    """Seconds from `docker run` until `url` shows the notebook's output."""
+class Run(NamedTuple):
+    seconds: float  # from `docker run` until the page shows the output
+    cpu_s: float | None  # CPU time the container used until then (None: not readable)
+
+
+def container_cpu_s(container: str) -> float | None:
+    """CPU seconds a running container has used, from its cgroup (v1 or v2, cgroupfs or
+    systemd driver); None where the host's layout is another."""
+    for path, read in (
+        (f"/sys/fs/cgroup/cpuacct/docker/{container}/cpuacct.usage", lambda t: int(t) / 1e9),
+        (f"/sys/fs/cgroup/system.slice/docker-{container}.scope/cpu.stat", _usage_usec),
+        (f"/sys/fs/cgroup/docker/{container}/cpu.stat", _usage_usec),
+    ):
+        try:
+            return read(Path(path).read_text())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _usage_usec(text: str) -> float:
+    return int(dict(line.split() for line in text.splitlines())["usage_usec"]) / 1e6
+
+
+def timed_server(run_args: list[str], url: str, headers: dict[str, str]) -> Run:
+    """`docker run` until `url` shows the notebook's output: the time, the CPU it took."""
     start = time.perf_counter()
     container = subprocess.run(
         ["docker", "run", "-d", "--rm", *run_args], check=True, capture_output=True, text=True
@@ -130,12 +158,12 @@ def timed_server(run_args: list[str], url: str, headers: dict[str, str]) -> floa
         session = requests.Session()
         session.headers.update(headers)
         wait_for(url, session)
-        return time.perf_counter() - start
+        return Run(time.perf_counter() - start, container_cpu_s(container))
     finally:
         subprocess.run(["docker", "rm", "-f", container], capture_output=True)
 
 
-def floor_server(image: str) -> float:
+def floor_server(image: str) -> Run:
     """Jupyter Server with Voila alone, same limits as a visitor's container, no hub."""
     port = free_port()
     return timed_server(
@@ -171,7 +199,7 @@ def standin_hub(image: str, project: str) -> Iterator[str]:
         subprocess.run(["docker", "network", "rm", network], capture_output=True)
 
 
-def floor_singleuser(image: str, network: str) -> float:
+def floor_singleuser(image: str, network: str) -> Run:
     """The stack's own command (`jupyterhub-singleuser` with Voila) and limits, answering
     to the stand-in hub: what a launch costs without the hub's part of it."""
     port = free_port()
@@ -379,19 +407,28 @@ def main() -> None:
             "GALLERY_WARM_MAX": "5",
         }
         with stack.hub_settings(**limits):
-            servers = [floor_server(image) for _ in range(3)]
+            servers = [floor_server(image).seconds for _ in range(3)]
             lines.append(
                 "Jupyter Server with Voila alone (same limits, docker run until rendered): "
                 f"median {statistics.median(servers):.2f} s of 3 "
                 f"({min(servers):.2f}-{max(servers):.2f})"
             )
             with standin_hub(image, stack.project) as network:
-                floors = [floor_singleuser(image, network) for _ in range(3)]
-                base = statistics.median(floors)
+                runs = [floor_singleuser(image, network) for _ in range(3)]
+            floors = [run.seconds for run in runs]
+            base = statistics.median(floors)
+            lines.append(
+                "floor: the stack's command (jupyterhub-singleuser with Voila) and limits, "
+                f"docker run until rendered: median {base:.2f} s of 3 "
+                f"({min(floors):.2f}-{max(floors):.2f})"
+            )
+            if all(run.cpu_s is not None for run in runs):
+                cpu = statistics.median(run.cpu_s for run in runs)
+                cores = os.cpu_count() or 1
                 lines.append(
-                    "floor: the stack's command (jupyterhub-singleuser with Voila) and limits, "
-                    f"docker run until rendered: median {base:.2f} s of 3 "
-                    f"({min(floors):.2f}-{max(floors):.2f})"
+                    f"  its container's CPU until rendered: median {cpu:.2f} CPU-s; "
+                    f"{args.crowd} such launches need at least {args.crowd * cpu / cores:.1f} s "
+                    f"of this host's {cores} cores"
                 )
 
             cold = []
