@@ -26,6 +26,8 @@ from typing import Any
 from docker.errors import DockerException, NotFound
 from requests.exceptions import RequestException
 
+from gallery_common.compose_labels import user_server_labels
+
 log = logging.getLogger(__name__)
 
 BOX_LABEL = "org.neurolang-gallery.build-box"
@@ -165,7 +167,13 @@ class BuildBoxes:
             environment={"RULES4": rules4, "RULES6": rules6},
             user="root",
             name=name,
-            labels={BOX_LABEL: label, BOX_STACK_LABEL: self.settings.project},
+            # Listed (and removed by `down`) with the stack's other helpers, not as the
+            # egress service whose image (and compose labels) it runs.
+            labels={
+                **user_server_labels(self.settings.project),
+                BOX_LABEL: label,
+                BOX_STACK_LABEL: self.settings.project,
+            },
             host_config=host_config,
         )
         box = Box(
@@ -187,8 +195,8 @@ class BuildBoxes:
     def proxy_address(self, api: Any) -> str:
         """The egress proxy's address on the builds network; BoxError when it is not running.
 
-        Boxes are made from the egress image, whose compose labels (project, service) every
-        box inherits: they are on the builds network too, and never the proxy.
+        Boxes are made from the egress image; without a project they keep its compose labels
+        (project, service): they are on the builds network too, and never the proxy.
         """
         labels = [f"com.docker.compose.service={self.settings.proxy_service}"]
         if self.settings.project:

@@ -58,7 +58,8 @@ class FakeAPI:
     def containers(self, **kwargs: Any) -> list[dict[str, Any]]:
         if "all" in kwargs:  # the leftovers
             return [{"Id": "left-1"}]
-        # Boxes are made from the egress image: they carry its compose labels and come first.
+        # Boxes are made from the egress image: without a project they keep its compose
+        # labels, and may come first.
         box = {"Labels": {BOX_LABEL: "spare"}, "NetworkSettings": {"Networks": {"p-builds": {}}}}
         box["NetworkSettings"]["Networks"]["p-builds"]["IPAddress"] = "192.168.80.77"
         if self.proxy is None:
@@ -100,6 +101,10 @@ def test_a_box_is_a_sealed_sandbox_the_steps_join() -> None:
     created = api.created[0]
     assert created["name"] == "p-buildbox-0123456789ab"
     assert created["labels"][BOX_LABEL] == "0123456789abcdef"
+    # One of the stack's helpers (`--profile user-servers down` removes a leftover), not
+    # the egress service whose image it runs.
+    assert created["labels"]["com.docker.compose.project"] == "p"
+    assert created["labels"]["com.docker.compose.service"] == "user-servers"
     assert created["user"] == "root" and created["image"] == "egress:hrd"
     host = created["host_config"]
     assert host["network_mode"] == "p-builds" and host["cap_drop"] == ["ALL"]
