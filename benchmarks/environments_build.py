@@ -2,7 +2,8 @@
 
 Brings up the real stack (as the end-to-end tests do), then, in one run on one host, each
 figure the median of N rounds (default 3) with min and max:
-- floor: `docker build --no-cache` of tests/fixtures/repos/bench (the same Dockerfile);
+- floor: `docker build --no-cache` of tests/fixtures/repos/bench (the same Dockerfile), with
+  the limits the stack gives every build step (GALLERY_BUILD_MEMORY_GB, GALLERY_BUILD_CPU);
 - cold build through the API: POST .../environments for the same repository served by the
   test git server, after a new commit each round (its `COPY . ` step changes, so the cache
   cannot help), timed until the log stream reports the end; ratio to the floor (goal <= 1.10);
@@ -35,6 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gallery_builder.build_box import build_limits
+from gallery_builder.builder_settings import BuilderSettings
 from tests.e2e import harness as e2e
 from tests.e2e.environments_client import EnvironmentsClient
 
@@ -58,9 +61,32 @@ def timed(action: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
-def docker_build(context: Path, tag: str, *, no_cache: bool) -> float:
-    """Seconds of a classic-builder `docker build` (as the builder's engine builds)."""
-    args = ["docker", "build", "-q", *(["--no-cache"] if no_cache else []), "-t", tag, str(context)]
+def stack_settings(stack) -> BuilderSettings:
+    """The builder's settings as the stack has them: .env.example under the stack's own."""
+    env: dict[str, str] = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        name, equals, value = line.partition("=")
+        if equals and not line.lstrip().startswith("#"):
+            env[name.strip()] = value.strip()
+    return BuilderSettings.from_env({**env, **stack.env})
+
+
+def limit_flags(settings: BuilderSettings) -> list[str]:
+    """`docker build` flags for the limits the stack gives every build step."""
+    limits = build_limits(settings.build_memory_gb, settings.build_cpu)
+    return [
+        f"--memory={limits['memory']}",
+        f"--memory-swap={limits['memswap']}",
+        f"--cpu-period={limits['cpuperiod']}",
+        f"--cpu-quota={limits['cpuquota']}",
+    ]
+
+
+def docker_build(context: Path, tag: str, *, no_cache: bool, limits: list[str]) -> float:
+    """Seconds of a classic-builder `docker build` (as the builder's engine builds), with
+    the stack's build limits."""
+    args = ["docker", "build", "-q", *(["--no-cache"] if no_cache else []), *limits]
+    args += ["-t", tag, str(context)]
     env = {**os.environ, "DOCKER_BUILDKIT": "0"}
     seconds, _ = timed(lambda: subprocess.run(args, check=True, capture_output=True, env=env))
     return seconds
@@ -135,9 +161,9 @@ def notebook_rebuild(
     return seconds, summary, seconds - step_seconds(log)
 
 
-def warm_docker_build(context: Path, n: int) -> float:
+def warm_docker_build(context: Path, n: int, limits: list[str]) -> float:
     (context / NOTEBOOK).write_bytes(notebook_text(n))
-    return docker_build(context, f"{PREFIX}-bench-layered:latest", no_cache=False)
+    return docker_build(context, f"{PREFIX}-bench-layered:latest", no_cache=False, limits=limits)
 
 
 def report(name: str, values: list[float]) -> float:
@@ -157,15 +183,17 @@ def main() -> None:
         gitserver = e2e.start_gitserver(stack)
         password = e2e.read_admin_password(stack)
         client = EnvironmentsClient(stack.base_url, e2e.make_admin_token(stack, password))
+        limits = limit_flags(stack_settings(stack))
+        print("floors built with the stack's build limits:", " ".join(limits))
         # Warm-up: first clone, repo2docker's start-up, the base image's layers in memory.
         api_cold_build(client, gitserver)
         floor_tag = f"{PREFIX}-bench-floor:latest"
-        docker_build(FIXTURES / "bench", floor_tag, no_cache=True)
+        docker_build(FIXTURES / "bench", floor_tag, no_cache=True, limits=limits)
 
         floors, colds, reuses, cold_outside = [], [], [], []
         for _ in range(rounds):
             quiet()
-            floors.append(docker_build(FIXTURES / "bench", floor_tag, no_cache=True))
+            floors.append(docker_build(FIXTURES / "bench", floor_tag, no_cache=True, limits=limits))
             e2e.edit_file(stack, "bench", "README.md", None)  # a new commit: no cache
             quiet()
             seconds, build = api_cold_build(client, gitserver)
@@ -182,11 +210,11 @@ def main() -> None:
             client, client.create(repository=f"{gitserver}/public/layered.git", name="layered")
         )
         assert first["state"] == "built", first
-        warm_docker_build(context, 0)  # the floor's own cache
+        warm_docker_build(context, 0, limits)  # the floor's own cache
         notebook_api, notebook_floor, notebook_outside = [], [], []
         for n in range(1, rounds + 1):
             quiet()
-            notebook_floor.append(warm_docker_build(context, 100 + n))
+            notebook_floor.append(warm_docker_build(context, 100 + n, limits))
             quiet()
             seconds, notebook_timeline, outside = notebook_rebuild(client, stack, first["id"], n)
             notebook_api.append(seconds)

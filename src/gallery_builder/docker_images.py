@@ -32,6 +32,7 @@ class DockerImages:
         """Use `client`, or connect with `docker.from_env()` on first use."""
         self._client = client
         self._lock = threading.Lock()
+        self._data_root: str | None = None
 
     @property
     def api(self) -> Any:
@@ -41,12 +42,17 @@ class DockerImages:
                 self._client = docker.from_env()
             return self._client.api
 
+    def api_version(self) -> str:
+        """The Docker API version spoken with the daemon (negotiated when connecting)."""
+        return str(self.api.api_version)
+
     def close(self) -> None:
         """Close the connection to Docker, if one was opened."""
         with self._lock:
             if self._client is not None:
                 self._client.close()
             self._client = None
+            self._data_root = None
 
     def inspect(self, image: str) -> dict[str, Any] | None:
         """The image's inspect data, or None when it does not exist."""
@@ -137,11 +143,17 @@ class DockerImages:
         return removed
 
     def data_root_usage(self) -> DiskUsage:
-        """Space on the filesystem of Docker's data root (see `DiskUsage`)."""
-        try:
-            root = str(self.api.info().get("DockerRootDir") or "")
-        except DockerException:
-            root = ""
+        """Space on the filesystem of Docker's data root (see `DiskUsage`).
+
+        Where the data root is is asked once (`docker info` takes ~20 ms; it does not move
+        while the daemon runs); the free space is read each time.
+        """
+        root = self._data_root
+        if root is None:
+            try:
+                root = self._data_root = str(self.api.info().get("DockerRootDir") or "")
+            except DockerException:
+                root = ""
         # In a container the data root is not mounted, but its root filesystem (an overlay
         # on the data root, with overlay2) has the same free space.
         path = root if root and os.path.isdir(root) else "/"

@@ -31,6 +31,9 @@ class EngineOptions:
     layers_file: str = ""
     trim_slow_imports: bool = False
     check: ImageCheckOptions | None = None
+    # The daemon's API version as the builder negotiated it: repo2docker's engines then
+    # skip asking the daemon again (each of its two engine instances would, ~15 ms each).
+    api_version: str = ""
 
     def config_lines(self) -> list[str]:
         """traitlets config lines (values written with repr(): nothing can inject code)."""
@@ -41,6 +44,8 @@ class EngineOptions:
             f"c.DockerAPIEngine.layers_file = {self.layers_file!r}",
             f"c.DockerAPIEngine.trim_slow_imports = {bool(self.trim_slow_imports)!r}",
         ]
+        if self.api_version:
+            lines.append(f"c.DockerAPIEngine.extra_init_args = {{'version': {self.api_version!r}}}")
         if self.check is not None:
             lines += [
                 "c.DockerAPIEngine.check_image = True",

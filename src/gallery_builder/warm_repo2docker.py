@@ -59,7 +59,12 @@ sys.stderr.flush()
 # Done: no interpreter teardown of everything repo2docker imported.
 os._exit(status if isinstance(status, int) else int(status is not None))
 """
-WARM_ENTRY = ("repo2docker.__main__", "gallery_builder.docker_api_engine")
+# The engine's module, and its lookup done once ahead (`engine_lookup`).
+WARM_ENTRY = (
+    "repo2docker.__main__",
+    "gallery_builder.docker_api_engine",
+    "gallery_builder.engine_lookup",
+)
 
 
 async def start_waiting(

@@ -160,6 +160,9 @@ class FakeImages:
     def exists(self, image: str) -> bool:
         return self._find(image) is not None
 
+    def api_version(self) -> str:
+        return "1.41"
+
     def labels(self, image: str) -> EnvironmentLabels | None:
         found = self._find(image)
         return parse_labels(found.labels) if found else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -71,6 +72,10 @@ class FakeAPI:
     def tag(self, image: str, repository: str, tag: str) -> bool:
         self.calls.append(("tag", (image, repository, tag), {}))
         return True
+
+    def info(self) -> dict[str, Any]:
+        self.calls.append(("info", (), {}))
+        return {"DockerRootDir": "/nowhere/docker"}
 
 
 class FakeClient:
@@ -230,3 +235,24 @@ def test_build_tags() -> None:
     assert not is_build_tag("demo:main")
     # Anything odd in an id is dropped rather than breaking the image name.
     assert build_tag("demo:main", "../x y") == f"demo:{BUILD_TAG_PREFIX}..xy"
+
+
+def test_the_data_root_is_asked_once_and_its_free_space_each_time(
+    images: DockerImages, client: FakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    free = iter([5, 3])
+    monkeypatch.setattr(
+        "gallery_builder.docker_images.shutil.disk_usage",
+        lambda path: SimpleNamespace(total=10, used=10 - (f := next(free)), free=f),
+    )
+    assert images.data_root_usage().free == 5
+    assert images.data_root_usage().free == 3  # read again
+    assert [call[0] for call in client.api.calls] == ["info"]  # `docker info` once
+    images.close()  # a new connection asks again (the daemon may have restarted)
+    monkeypatch.setattr(
+        "gallery_builder.docker_images.shutil.disk_usage",
+        lambda path: SimpleNamespace(total=10, used=9, free=1),
+    )
+    images._client = client  # type: ignore[assignment]
+    images.data_root_usage()
+    assert [call[0] for call in client.api.calls] == ["info", "info"]

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from gallery_builder.repo2docker_command import (
+    EngineOptions,
     repo2docker_command,
     repo2docker_config_text,
     write_repo2docker_config,
@@ -116,3 +117,13 @@ def test_config_sets_the_cache_sources() -> None:
     assert exec_config(repo2docker_config_text({}))
     with pytest.raises(TypeError):
         repo2docker_config_text({}, [1])  # type: ignore[list-item]
+
+
+def test_config_gives_the_engines_the_negotiated_api_version() -> None:
+    pytest.importorskip("repo2docker")
+    config = exec_config(repo2docker_config_text({}, engine=EngineOptions(api_version="1.41")))
+    assert config.sections["DockerAPIEngine"]["extra_init_args"] == {"version": "1.41"}
+    # Unknown: the engine negotiates it itself.
+    assert "extra_init_args" not in exec_config(repo2docker_config_text({})).sections.get(
+        "DockerAPIEngine", {}
+    )

@@ -115,3 +115,24 @@ def test_ending_the_spare_stops_it_and_no_other_is_made(tmp_path: Path) -> None:
     assert none_made
     assert not alive(pid)
     assert list(tmp_path.iterdir()) == [tmp_path / "fake_r2d.py"]
+
+
+def test_the_engine_lookup_is_scanned_once_ahead_of_the_build() -> None:
+    """repo2docker looks its engine up twice a build; the spare scans the entry points once."""
+    import subprocess
+    import sys
+
+    script = (
+        "import entrypoints\n"
+        "scans = []\n"
+        "original = entrypoints.get_group_named\n"
+        "entrypoints.get_group_named = lambda *a, **k: scans.append(a) or original(*a, **k)\n"
+        "import gallery_builder.engine_lookup\n"
+        "assert scans == [('repo2docker.engines',)], scans  # scanned while waiting\n"
+        "first = entrypoints.get_group_named('repo2docker.engines')\n"
+        "assert entrypoints.get_group_named('repo2docker.engines') is first\n"
+        "assert 'docker' in first and len(scans) == 1, scans  # not scanned again\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
