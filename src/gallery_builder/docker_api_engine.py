@@ -32,9 +32,13 @@ a gallery image), so the engine builds the repository without them, exactly as a
 image: a commit of the image with the labels (`label_commit`, what the builder's LABEL
 step does, without a second build request), or, when that cannot keep the image's
 configuration or there is something to trim, a build of a single LABEL instruction.
-Beside the image check run the two things that need not wait for it: making the commit's
-container (`label_commit.CommitAhead`) and, once the check has run, removing its container;
-both are done before the engine's build returns.
+Beside the image check run the things that need not wait for it: making the commit's
+container (`label_commit.CommitAhead`) and, once the check has run, removing its container.
+When the build has a cache source (the image it replaces) with the check's facts for the
+same paths, the whole commit is made during the check, with those facts as of this check
+(`label_commit.CommitGuess`): a rebuild's facts rarely change, and the commit is kept only
+when the labels are exactly the ones the check then gives (else removed, and the commit
+made as before). All of it is done before the engine's build returns.
 After the build it says which steps came from the layer cache and how long each took.
 """
 
@@ -49,6 +53,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import docker
@@ -64,11 +69,13 @@ from urllib3.exceptions import HTTPError as Urllib3HTTPError
 from gallery_builder.docker_errors import describe_docker_error
 from gallery_builder.image_probe import (
     CheckError,
+    check_stamp,
+    expected_facts,
     remove_check_container,
     run_check,
     slow_import_of,
 )
-from gallery_builder.label_commit import CommitAhead, commit_fits, commit_labels
+from gallery_builder.label_commit import CommitAhead, CommitGuess, commit_fits, commit_labels
 from gallery_common.image_compatibility import COMPATIBILITY_LABEL, facts_from_json
 from gallery_common.image_labels import LABEL_PREFIX, strip_credentials
 
@@ -258,15 +265,23 @@ class DockerAPIEngine(DockerEngine):
             user = str(base.get("User") or "")
             data = None
             ahead = None
+            guess = None
             try:
                 if self.check_image:
+                    checked_at = datetime.now(UTC)
                     if commit_fits(base):
-                        keys = all_labels(base, {**labels, COMPATIBILITY_LABEL: ""})
-                        ahead = CommitAhead.start(beside.submit, self.api_client, image_id, keys)
+                        guess = self._guess_commit(
+                            beside.submit, image_id, base, labels, request["cache_from"], checked_at
+                        )
+                        if guess is None:
+                            keys = all_labels(base, {**labels, COMPATIBILITY_LABEL: ""})
+                            ahead = CommitAhead.start(
+                                beside.submit, self.api_client, image_id, keys
+                            )
                     yield {
                         "stream": "Checking the image (its Python packages, the gallery's paths)\n"
                     }
-                    data = self._check(image_id, user, remove=beside.submit)
+                    data = self._check(image_id, user, remove=beside.submit, checked_at=checked_at)
                     if data is not None:
                         facts = facts_from_json(data)
                         assert facts is not None  # run_check made sure
@@ -275,25 +290,59 @@ class DockerAPIEngine(DockerEngine):
                 labels = all_labels(base, labels)
                 if labels or self.trim_slow_imports:
                     image_id = yield from self._finish(
-                        image_id, labels, target, base, data, request, steps, ahead
+                        image_id, labels, target, base, data, request, steps, ahead, guess
                     )
                 elif target:
-                    repository, _, tag = (
-                        target.rpartition(":") if ":" in target else (target, "", "")
-                    )
-                    self.api_client.tag(image_id, repository, tag or "latest")
+                    self._tag(image_id, target)
             finally:
                 if ahead is not None:  # not taken (a LABEL build step instead): it goes
                     ahead.discard(self.api_client)
+                if guess is not None:  # not taken: it goes
+                    guess.discard(self.api_client)
         for line in steps.summary():
             yield {"stream": line + "\n"}
 
+    def _guess_commit(
+        self,
+        submit: Callable[..., Any],
+        image_id: str,
+        base: Mapping[str, Any],
+        labels: Mapping[str, str],
+        cache_from: list[str],
+        checked_at: datetime,
+    ) -> CommitGuess | None:
+        """The labels' commit started with the facts of the image this build replaces (its
+        cache source) as of `checked_at`; None when there is nothing to go by."""
+        if not cache_from:
+            return None
+        previous = self._config_of(cache_from[0]).get("Labels")
+        expected = expected_facts(previous, self.check_paths, check_stamp(checked_at))
+        if expected is None:
+            return None
+        guessed = all_labels(base, {**labels, COMPATIBILITY_LABEL: expected})
+        return CommitGuess.start(
+            submit,
+            self.api_client,
+            image_id,
+            base,
+            guessed,
+            made=lambda image: self._record_layers({"aux": {"ID": image}}),
+        )
+
+    def _tag(self, image_id: str, target: str) -> None:
+        repository, _, tag = target.rpartition(":") if ":" in target else (target, "", "")
+        self.api_client.tag(image_id, repository, tag or "latest")
+
     def _check(
-        self, image_id: str, user: str, remove: Callable[..., object] | None = None
+        self,
+        image_id: str,
+        user: str,
+        remove: Callable[..., object] | None = None,
+        checked_at: datetime | None = None,
     ) -> dict | None:
         """Run the image check on `image_id`; its data (also into `facts_file`), None if it
         could not run (the reason goes into `facts_file`). `remove(function, api, id)`
-        removes its container (default: at once)."""
+        removes its container (default: at once); `checked_at`: the time its facts record."""
         started = time.monotonic()
         try:
             data = run_check(
@@ -308,6 +357,7 @@ class DockerAPIEngine(DockerEngine):
                     if remove is not None
                     else None
                 ),
+                checked_at=checked_at,
             )
             result: dict[str, Any] = {"data": data}
         except CheckError as e:
@@ -330,10 +380,12 @@ class DockerAPIEngine(DockerEngine):
         request: Mapping[str, Any],
         steps: StepLog,
         ahead: CommitAhead | None = None,
+        guess: CommitGuess | None = None,
     ) -> Iterator[dict[str, Any]]:
         """The last step: labels (and the trim), falling back to labels alone if it fails.
 
-        `ahead`: the commit's container, made while the check ran (taken if it fits)."""
+        `ahead`: the commit's container, made while the check ran (taken if it fits);
+        `guess`: the commit made while the check ran (taken if its labels are these)."""
         limits = request["container_limits"]
         user = str(base.get("User") or "")
         trim: list[tuple[str, bool]] = []
@@ -358,16 +410,23 @@ class DockerAPIEngine(DockerEngine):
         yield {"stream": f"Adding {len(labels)} labels in one step\n"}
         if commit_fits(base):
             started = time.monotonic()
+            how = "a commit, made during the check"
             try:
-                made = ahead.take(self.api_client, labels) if ahead is not None else None
-                built = commit_labels(
-                    self.api_client, image_id, base, labels, target or "", container=made
-                )
+                built = guess.take(self.api_client, labels) if guess is not None else None
+                if built is not None:
+                    if target:
+                        self._tag(built, target)
+                else:
+                    how = "a commit"
+                    made = ahead.take(self.api_client, labels) if ahead is not None else None
+                    built = commit_labels(
+                        self.api_client, image_id, base, labels, target or "", container=made
+                    )
             except _TRANSPORT_ERRORS as e:
                 yield {"stream": f"Could not commit the labels ({describe_docker_error(e)})\n"}
             else:
                 self._record_layers({"aux": {"ID": built}})
-                steps.add(f"LABEL {len(labels)} labels (a commit)", started)
+                steps.add(f"LABEL {len(labels)} labels ({how})", started)
                 yield {"stream": f"Committed the labels as {built.removeprefix('sha256:')[:12]}\n"}
                 return built
         built = yield from self._run_build(label_request(image_id, labels, target, limits), steps)

@@ -12,14 +12,14 @@ import contextlib
 import functools
 import json
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from docker.errors import NotFound
 
-from gallery_common.image_compatibility import ImageFacts, facts_from_json
+from gallery_common.image_compatibility import ImageFacts, facts_from_json, facts_from_labels
 
 CHECK_MARKER = "GALLERY-IMAGE-CHECK "
 # Runs inside the image (any Python 3.6+); prints one marker line of JSON.
@@ -146,6 +146,11 @@ class CheckError(Exception):
     """The check could not run; the message is for the admin."""
 
 
+def check_stamp(checked_at: datetime | None = None) -> str:
+    """The time of a check as its facts record it (`checked_at`; default: now)."""
+    return (checked_at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def check_data(text: str, checked_at: datetime | None = None) -> dict | None:
     """The JSON object of the check container's output (its last marker line), stamped with
     the time of the check; None when there is none."""
@@ -157,10 +162,22 @@ def check_data(text: str, checked_at: datetime | None = None) -> dict | None:
                 return None
             if not isinstance(data, dict):
                 return None
-            stamp = (checked_at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-            data["checked_at"] = stamp
+            data["checked_at"] = check_stamp(checked_at)
             return data
     return None
+
+
+def expected_facts(
+    previous_labels: Mapping[str, Any] | None, paths: Iterable[str], checked_at: str
+) -> str | None:
+    """The facts label a check now will most likely give: that of the image this build
+    replaces (`previous_labels`, its labels), as checked at `checked_at` (`check_stamp`).
+    None when it has none, or was checked for other paths."""
+    labels = {str(k): v for k, v in (previous_labels or {}).items()}
+    facts = facts_from_labels(labels)
+    if facts is None or set(facts.paths) != set(paths):
+        return None
+    return replace(facts, checked_at=checked_at).to_label()
 
 
 def parse_check_output(text: str, checked_at: datetime | None = None) -> ImageFacts | None:
@@ -212,13 +229,15 @@ def run_check(
     timeout_s: float = 120,
     user: str = "",
     remove: Callable[[str], object] | None = None,
+    checked_at: datetime | None = None,
 ) -> dict:
     """Run the check in a throw-away container of `image` (no network, no capabilities, the
     user servers' uid); the JSON object it printed. CheckError if it cannot.
 
     `user` is the image's USER, so the check can say whether that user could remove the slow
     import by itself. `remove` removes the container once it has run (default: at once; the
-    engine removes it in the background while its last step runs).
+    engine removes it in the background while its last step runs). `checked_at` is the time
+    the facts record (default: when the output is read).
     """
     container = api.create_container(
         image=image,
@@ -247,7 +266,7 @@ def run_check(
         output = api.logs(container["Id"], stdout=True, stderr=True).decode(errors="replace")
     finally:
         (remove or functools.partial(remove_check_container, api))(container["Id"])
-    data = check_data(output)
+    data = check_data(output, checked_at)
     if data is None or facts_from_json(data) is None:
         tail = output.strip().splitlines()[-3:]
         raise CheckError(f"the check exited with {status}: {' / '.join(tail) or 'no output'}")

@@ -18,7 +18,10 @@ build step instead (`commit_fits`).
 The container can be made ahead, while the image check runs (`CommitAhead`): it depends
 only on the image and on the label keys (its command is the history entry), which are
 known before the check unless the check fails (then it has one key fewer, and a container
-for the keys the labels really have is made when they are known).
+for the keys the labels really have is made when they are known). When the facts the check
+will find can be foreseen (those of the image the build replaces), the whole commit is made
+while the check runs (`CommitGuess`), and kept only if the labels are exactly the ones the
+check then gives.
 """
 
 from __future__ import annotations
@@ -89,6 +92,62 @@ class CommitAhead:
     def discard(self, api: Any) -> None:
         """Remove the container unless it was taken."""
         self.take(api, ())
+
+
+@dataclass
+class CommitGuess:
+    """The labels' commit being made (in `future`, untagged) with `labels`, the labels the
+    image check will most likely give: taken if they are the ones, else removed."""
+
+    future: Future[str]
+    labels: dict[str, str]
+    taken: bool = False
+
+    @classmethod
+    def start(
+        cls,
+        submit: Callable[..., Future[str]],
+        api: Any,
+        image_id: str,
+        config: Mapping[str, Any],
+        labels: Mapping[str, str],
+        made: Callable[[str], object] = lambda image: None,
+    ) -> CommitGuess:
+        """Commit in the background (`submit`: an executor's); `made(id)` once it is there."""
+
+        def commit() -> str:
+            image = commit_labels(api, image_id, config, labels, "")
+            made(image)
+            return image
+
+        return cls(submit(commit), dict(labels))
+
+    def take(self, api: Any, labels: Mapping[str, str] | None) -> str | None:
+        """The committed image when it has exactly `labels`; else None (it is removed).
+
+        Only the first call can take it; later ones get None."""
+        if self.taken:
+            return None
+        self.taken = True
+        try:
+            image = self.future.result()
+        except Exception:  # the commit failed: the last step makes its own (and says why)
+            return None
+        if labels is not None and dict(labels) == self.labels:
+            return image
+        remove_guessed_image(api, image)
+        return None
+
+    def discard(self, api: Any) -> None:
+        """Remove the image unless it was taken."""
+        self.take(api, None)
+
+
+def remove_guessed_image(api: Any, image: str) -> None:
+    """Remove a commit that was not taken, never its parent (the repository's build, which
+    is untagged: pruning would take it along)."""
+    with contextlib.suppress(NotFound):
+        api.remove_image(image, noprune=True)
 
 
 def commit_labels(

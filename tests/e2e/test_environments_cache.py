@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from gallery_common.image_compatibility import facts_from_labels
 from gallery_common.image_labels import LABEL_KEYS, parse_labels
 
 from .environments_client import EnvironmentsClient
@@ -120,6 +121,9 @@ def test_labels_in_one_step_and_a_notebook_only_commit_from_the_cache(client, st
         assert "rendering notebooks" in lines
         assert "Demo app, second edition" in file_in("layered:main", "/home/jovyan/app.ipynb")
         assert len(label_steps(log)) == 1 and STEP.findall(log).count("LABEL") == 0
+        # Its facts are those of the image it replaces: the commit was made during the check,
+        # and carries this check's facts (checked again, not copied).
+        assert "(a commit, made during the check)" in label_steps(log)[0], label_steps(log)
         # The commit kept the repository build's configuration (its parent), labels aside,
         # and added no layer.
         image = inspect("layered:main")
@@ -129,6 +133,12 @@ def test_labels_in_one_step_and_a_notebook_only_commit_from_the_cache(client, st
             k: v for k, v in parent["Config"].items() if k not in ("Labels", "Image")
         }
         assert image["Config"]["Cmd"]
+        # The same facts as the first build's (a notebook changed), checked at the rebuild.
+        before = facts_from_labels(labels)
+        after = facts_from_labels(image["Config"]["Labels"])
+        assert before is not None and after is not None and after.same_as(before)
+        assert before.paths == after.paths, after
+        assert after.checked_at > before.checked_at
         # One repo2docker waits for the next build, and only one: each served one build.
         deadline = time.monotonic() + 10
         while (waiting := waiting_repo2dockers(stack)) != 1 and time.monotonic() < deadline:

@@ -30,7 +30,11 @@ from gallery_builder.docker_api_engine import (
     image_from_inspect,
 )
 from gallery_builder.docker_errors import describe_docker_error
-from gallery_common.image_compatibility import COMPATIBILITY_LABEL, facts_from_labels
+from gallery_common.image_compatibility import (
+    COMPATIBILITY_LABEL,
+    facts_from_json,
+    facts_from_labels,
+)
 
 PROGRESS = [
     {"stream": "Step 1/2 : FROM neurolang-gallery/python-standin:bookworm\n"},
@@ -769,6 +773,7 @@ class CommittingClient(CheckingClient):
         super().__init__(*args, **kwargs)
         self.commits: list[dict[str, Any]] = []
         self.removed_volumes: list[bool] = []
+        self.removed_images: list[tuple[str, bool]] = []
         self.commit_raises = commit_raises
 
     def create_container(self, **kwargs: Any) -> dict[str, str]:
@@ -783,7 +788,10 @@ class CommittingClient(CheckingClient):
         if self.commit_raises is not None:
             raise self.commit_raises
         self.commits.append({"container": container, **kwargs})
-        return {"Id": "sha256:c0ffee" + "0" * 58}
+        return {"Id": f"sha256:c0ffee{len(self.commits) - 1:058d}"}
+
+    def remove_image(self, image: str, noprune: bool = False) -> None:
+        self.removed_images.append((image, noprune))
 
     def remove_container(self, container: str, force: bool = False, v: bool = False) -> None:
         self.removed_volumes.append(v)
@@ -919,3 +927,93 @@ def label_container_of(client: CommittingClient) -> tuple[str, dict[str, Any]]:
 def conf_labels(commit: dict[str, Any]) -> dict[str, str]:
     """The labels a commit gave, without the image's own that the builder does not set."""
     return {k: v for k, v in commit["conf"]["Labels"].items() if k != "maintainer"}
+
+
+# --- the commit made during the check, on the facts of the image it replaces --------------
+
+PREVIOUS = "sha256:previous"
+
+
+def previous_image(facts: dict[str, Any]) -> dict[str, Any]:
+    """The image a rebuild replaces (its cache source), checked an hour ago with `facts`."""
+    data = {**facts, "checked_at": "2026-01-01T00:00:00Z"}
+    label = facts_from_json(data)
+    assert label is not None
+    return {"Config": {**SERVER_CONFIG, "Labels": {COMPATIBILITY_LABEL: label.to_label()}}}
+
+
+def check_facts() -> dict[str, Any]:
+    """What `check_output([])` says, as facts."""
+    line = check_output([]).splitlines()[-1]
+    return json.loads(line.removeprefix("GALLERY-IMAGE-CHECK "))
+
+
+def test_a_rebuild_commits_its_labels_during_the_check_when_the_facts_stay(
+    tmp_path: Path,
+) -> None:
+    layers = tmp_path / "layers"
+    images = {"sha256:feedface": {"Config": SERVER_CONFIG}, PREVIOUS: previous_image(check_facts())}
+    client = CommittingClient(check_output([]), images=images)
+    engine = checking_engine(client, tmp_path)
+    engine.layers_file = str(layers)
+    logged = run_like_repo2docker(
+        engine.build(path="/ctx", tag="demo:gallery-build-b1", cache_from=[PREVIOUS])
+    )
+    # One commit, made beside the check (untagged), then tagged: nothing removed.
+    (commit,) = client.commits
+    assert (commit["repository"], commit["tag"]) == (None, None)
+    assert client.tag_calls == [("sha256:c0ffee" + "0" * 58, "demo", "gallery-build-b1")]
+    assert client.removed_images == []
+    # Its facts are this check's: the same as before, checked now.
+    facts = facts_from_labels(commit["conf"]["Labels"])
+    assert facts is not None and facts.jupyterhub == "6.1.1"
+    assert facts.checked_at > "2026-01-01T00:00:00Z"
+    recorded = json.loads((tmp_path / "facts.json").read_text())["data"]
+    assert facts.checked_at == recorded["checked_at"]
+    summary = [line for line in logged if "LABEL" in line and " ran " in line]
+    assert len(summary) == 1 and "(a commit, made during the check)" in summary[0]
+    assert layers.read_text().split().count("sha256:c0ffee" + "0" * 58) >= 1
+    # The check's container and the commit's own are gone.
+    assert len(client.removed) == 2
+
+
+def test_when_the_facts_changed_the_guessed_commit_goes_and_the_real_one_is_made(
+    tmp_path: Path,
+) -> None:
+    older = {**check_facts(), "jupyterhub": "5.2.1"}
+    images = {"sha256:feedface": {"Config": SERVER_CONFIG}, PREVIOUS: previous_image(older)}
+    client = CommittingClient(check_output([]), images=images)
+    logged = run_like_repo2docker(
+        checking_engine(client, tmp_path).build(path="/ctx", tag="t:1", cache_from=[PREVIOUS])
+    )
+    guessed, real = client.commits
+    assert facts_from_labels(guessed["conf"]["Labels"]).jupyterhub == "5.2.1"  # type: ignore[union-attr]
+    # The guess is removed, never its parent (the repository's untagged build).
+    assert client.removed_images == [("sha256:c0ffee" + "0" * 58, True)]
+    assert (real["repository"], real["tag"]) == ("t", "1")
+    assert facts_from_labels(real["conf"]["Labels"]).jupyterhub == "6.1.1"  # type: ignore[union-attr]
+    assert client.tag_calls == []
+    summary = [line for line in logged if "LABEL" in line and " ran " in line]
+    assert len(summary) == 1 and "(a commit)" in summary[0]
+
+
+def test_no_guess_without_a_cache_source_or_with_facts_for_other_paths(tmp_path: Path) -> None:
+    other_paths = {**check_facts(), "paths": {"other.ipynb": True}}
+    for cache_from, previous in (([], check_facts()), ([PREVIOUS], other_paths)):
+        images = {"sha256:feedface": {"Config": SERVER_CONFIG}, PREVIOUS: previous_image(previous)}
+        client = CommittingClient(check_output([]), images=images)
+        list(checking_engine(client, tmp_path).build(path="/ctx", tag="t:1", cache_from=cache_from))
+        # The commit container made ahead, one commit under the tag, nothing to remove.
+        (commit,) = client.commits
+        assert (commit["repository"], commit["tag"]) == ("t", "1")
+        assert commit["container"] == label_container_of(client)[0]
+        assert client.removed_images == []
+
+
+def test_a_guessed_commit_is_removed_when_the_last_step_is_a_build(tmp_path: Path) -> None:
+    # The check finds the slow import after all: the last step is the build that removes it.
+    images = {"sha256:feedface": {"Config": SERVER_CONFIG}, PREVIOUS: previous_image(check_facts())}
+    client = CommittingClient(check_output([f"{SITE}/rfc3987_syntax"]), images=images)
+    list(checking_engine(client, tmp_path).build(path="/ctx", tag="t:1", cache_from=[PREVIOUS]))
+    assert len(client.commits) == 1 and "RUN rm -rf" in _dockerfile(client.build_calls[1])
+    assert client.removed_images == [("sha256:c0ffee" + "0" * 58, True)]
