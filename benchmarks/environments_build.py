@@ -6,7 +6,8 @@ figure the median of N rounds (default 3) with min and max:
   the limits the stack gives every build step (GALLERY_BUILD_MEMORY_GB, GALLERY_BUILD_CPU);
 - cold build through the API: POST .../environments for the same repository served by the
   test git server, after a new commit each round (its `COPY . ` step changes, so the cache
-  cannot help), timed until the log stream reports the end; ratio to the floor (goal <= 1.10);
+  cannot help), timed until the log stream reports the end; ratio to the floor (goal <= 1.10),
+  of the medians and, round by round, of each build to the floor right before it;
 - rebuild of a built commit: POST .../rebuild, until `built` with `reused: true` (goal <= 2 s);
 - each timed figure starts after a 2 s pause (the builder's housekeeping of the build
   before goes on in the background); the API's overhead over the floor is also shown in
@@ -166,11 +167,20 @@ def warm_docker_build(context: Path, n: int, limits: list[str]) -> float:
     return docker_build(context, f"{PREFIX}-bench-layered:latest", no_cache=False, limits=limits)
 
 
-def report(name: str, values: list[float]) -> float:
+def report(name: str, values: list[float], unit: str = " s", digits: int = 2) -> float:
     median = statistics.median(values)
     low, high = min(values), max(values)
-    print(f"{name:<44} median {median:6.2f} s  (min {low:.2f}, max {high:.2f}; n={len(values)})")
+    print(
+        f"{name:<44} median {median:6.{digits}f}{unit}  "
+        f"(min {low:.{digits}f}, max {high:.{digits}f}; n={len(values)})"
+    )
     return median
+
+
+def round_ratios(name: str, api: list[float], floor: list[float]) -> None:
+    """Each round's API time over the floor measured right before it: the two ran minutes
+    apart at most, so a slower or faster spell of the machine weighs on both alike."""
+    report(name, [a / f for a, f in zip(api, floor, strict=True)], unit="", digits=3)
 
 
 def main() -> None:
@@ -235,12 +245,14 @@ def main() -> None:
         floor = report("floor: docker build --no-cache", floors)
         cold = report("cold build through the API", colds)
         print(f"{'  ratio API / floor':<44} {cold / floor:.3f}  (goal <= 1.10)")
+        round_ratios("  ratio API / floor, round by round", colds, floors)
         report("  API - floor, round by round", [c - f for c, f in zip(colds, floors, strict=True)])
         report("  API outside its Docker steps", cold_outside)
         report("rebuild of a built commit (goal <= 2 s)", reuses)
         warm = report("warm docker build, notebook-only change", notebook_floor)
         notebook = report("API rebuild, notebook-only commit", notebook_api)
         print(f"{'  ratio API / warm docker build':<44} {notebook / warm:.3f}  (goal <= 1.2)")
+        round_ratios("  ratio API / warm build, round by round", notebook_api, notebook_floor)
         report(
             "  API - warm build, round by round",
             [a - f for a, f in zip(notebook_api, notebook_floor, strict=True)],
