@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from docker.errors import NotFound
@@ -58,12 +58,29 @@ def remove_commit_container(api: Any, container: str) -> None:
 
 
 @dataclass
-class CommitAhead:
-    """A commit container being made (in `future`) for the labels named `keys`."""
+class _MadeAhead:
+    """Something being made in the background (in `future`) that the last step may take once."""
 
     future: Future[str]
+    taken: bool = field(default=False, init=False)
+
+    def _first_result(self) -> str | None:
+        """What was made, on the first call only; None when making it failed (the last step
+        then makes its own, and says why) or on a later call."""
+        if self.taken:
+            return None
+        self.taken = True
+        try:
+            return self.future.result()
+        except Exception:
+            return None
+
+
+@dataclass
+class CommitAhead(_MadeAhead):
+    """A commit container being made (in `future`) for the labels named `keys`."""
+
     keys: frozenset[str]
-    taken: bool = False
 
     @classmethod
     def start(
@@ -77,12 +94,8 @@ class CommitAhead:
         """The container when it was made for exactly `keys`; else None (it is removed).
 
         Only the first call can take it; later ones get None."""
-        if self.taken:
-            return None
-        self.taken = True
-        try:
-            container = self.future.result()
-        except Exception:  # making it failed: the commit makes its own (and says why)
+        container = self._first_result()
+        if container is None:
             return None
         if frozenset(keys) == self.keys:
             return container
@@ -95,13 +108,11 @@ class CommitAhead:
 
 
 @dataclass
-class CommitGuess:
+class CommitGuess(_MadeAhead):
     """The labels' commit being made (in `future`, untagged) with `labels`, the labels the
     image check will most likely give: taken if they are the ones, else removed."""
 
-    future: Future[str]
     labels: dict[str, str]
-    taken: bool = False
 
     @classmethod
     def start(
@@ -126,12 +137,8 @@ class CommitGuess:
         """The committed image when it has exactly `labels`; else None (it is removed).
 
         Only the first call can take it; later ones get None."""
-        if self.taken:
-            return None
-        self.taken = True
-        try:
-            image = self.future.result()
-        except Exception:  # the commit failed: the last step makes its own (and says why)
+        image = self._first_result()
+        if image is None:
             return None
         if labels is not None and dict(labels) == self.labels:
             return image
